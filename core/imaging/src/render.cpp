@@ -1,0 +1,373 @@
+#include "fec/imaging/render.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "fec/atomic_file.h"
+
+namespace fec::imaging {
+
+namespace {
+
+// Okabe & Ito (2008) without black; Paul Tol's "muted" and "light" qualitative schemes without
+// their pale grey, which both reserve for missing data.
+const cv::Vec3b kFixedPalette[kFixedPaletteSize] = {
+    {230, 159, 0},   {86, 180, 233},  {0, 158, 115},   {240, 228, 66},  {0, 114, 178},   {213, 94, 0},
+    {204, 121, 167}, {204, 102, 119}, {51, 34, 136},   {221, 204, 119}, {17, 119, 51},   {136, 204, 238},
+    {136, 34, 85},   {68, 170, 153},  {153, 153, 51},  {170, 68, 153},  {119, 170, 221}, {238, 136, 102},
+    {238, 221, 136}, {255, 170, 187}, {153, 221, 255}, {68, 187, 153},  {187, 204, 51},  {170, 170, 0},
+};
+
+cv::Vec3b hsvToRgb(double h, double s, double v)
+{
+    const double c = v * s;
+    const double hp = h * 6.0;
+    const double x = c * (1.0 - std::abs(std::fmod(hp, 2.0) - 1.0));
+    double r = 0, g = 0, b = 0;
+    switch (static_cast<int>(hp) % 6) {
+    case 0: r = c; g = x; break;
+    case 1: r = x; g = c; break;
+    case 2: g = c; b = x; break;
+    case 3: g = x; b = c; break;
+    case 4: r = x; b = c; break;
+    default: r = c; b = x; break;
+    }
+    const double m = v - c;
+    auto byte = [m](double value) { return cv::saturate_cast<uchar>(std::lround((value + m) * 255.0)); };
+    return {byte(r), byte(g), byte(b)};
+}
+
+cv::Mat toLabelMat(const at::Tensor& labels)
+{
+    if (!labels.defined() || labels.dim() != 2 || labels.numel() == 0)
+        throw std::invalid_argument("a label map must be a non-empty 2-D tensor [h, w]");
+    const auto t = labels.to(at::kCPU).to(at::kInt).contiguous();
+    cv::Mat m(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), CV_32S);
+    std::memcpy(m.data, t.data_ptr<int32_t>(), static_cast<size_t>(t.numel()) * sizeof(int32_t));
+    return m;
+}
+
+std::vector<cv::Vec3b> colourTable(const cv::Mat& labels, const std::vector<int>* colourOf)
+{
+    double maxValue = 0;
+    cv::minMaxLoc(labels, nullptr, &maxValue);
+    std::vector<cv::Vec3b> table(static_cast<size_t>(std::max(0.0, maxValue)) + 1);
+    for (size_t i = 0; i < table.size(); ++i) {
+        if (!colourOf)
+            table[i] = paletteColour(static_cast<int>(i));
+        else if (i < colourOf->size())
+            table[i] = paletteColour((*colourOf)[i]);
+    }
+    return table;
+}
+
+// Display-only smoothing; medianBlur needs 8- or 16-bit data, so labels are shifted by one to
+// keep "no label" (negative) representable as 0.
+cv::Mat medianLabels(const cv::Mat& labels, int kernel)
+{
+    const cv::Mat clamped = cv::max(labels, -1);
+    double maxValue = 0;
+    cv::minMaxLoc(clamped, nullptr, &maxValue);
+    cv::Mat shifted, filtered, out;
+    if (maxValue + 1 <= 255) {
+        clamped.convertTo(shifted, CV_8U, 1, 1);
+    } else if (maxValue + 1 <= 65535) {
+        clamped.convertTo(shifted, CV_16U, 1, 1);
+        kernel = std::min(kernel, 5);
+    } else {
+        return labels;
+    }
+    cv::medianBlur(shifted, filtered, kernel);
+    filtered.convertTo(out, CV_32S, 1, -1);
+    return out;
+}
+
+// Image pixel -> label-map index along one axis (-1 outside the model input). The valid pixels
+// form one run [first, last).
+struct Axis {
+    std::vector<int> index;
+    int first = 0, last = 0;
+};
+
+Axis mapAxis(int imageSize, double offset, double scale, int inputSize, int labelSize)
+{
+    Axis a;
+    a.index.assign(imageSize, -1);
+    a.first = imageSize;
+    for (int x = 0; x < imageSize; ++x) {
+        const double t = (x + 0.5 - offset) / scale;
+        if (t < 0 || t >= inputSize)
+            continue;
+        a.index[x] = std::min(labelSize - 1, static_cast<int>(std::floor(t * labelSize / inputSize)));
+        a.first = std::min(a.first, x);
+        a.last = x + 1;
+    }
+    if (a.first >= a.last)
+        a.first = a.last = 0;
+    return a;
+}
+
+// A label map placed on the image: the image rectangle the model input covers and, per label-map
+// row, that row stretched to the rectangle's width. Image rows are copies of these rows, so all
+// per-pixel work below is row copies and vectorised OpenCV calls.
+struct Placement {
+    cv::Rect roi;
+    std::vector<int> rowOf;  // per roi row: label-map row
+    cv::Mat rows;            // [labelH, roi.width] int32
+    cv::Mat rightEdge;       // [labelH, roi.width] 8U: 255 where the right neighbour's label differs
+};
+
+Placement place(const cv::Mat& labels, const InputMapping& mapping, cv::Size imageSize)
+{
+    if (mapping.inputSize <= 0 || mapping.scaleX <= 0 || mapping.scaleY <= 0)
+        throw std::invalid_argument("the input mapping is not set (input size 0)");
+    if (imageSize.width != mapping.imageWidth || imageSize.height != mapping.imageHeight)
+        throw std::invalid_argument("the image is " + std::to_string(imageSize.width) + "x" +
+                                    std::to_string(imageSize.height) + " but the mapping was made for " +
+                                    std::to_string(mapping.imageWidth) + "x" + std::to_string(mapping.imageHeight));
+    const Axis xs = mapAxis(imageSize.width, mapping.offsetX, mapping.scaleX, mapping.inputSize, labels.cols);
+    const Axis ys = mapAxis(imageSize.height, mapping.offsetY, mapping.scaleY, mapping.inputSize, labels.rows);
+    Placement p;
+    p.roi = cv::Rect(xs.first, ys.first, xs.last - xs.first, ys.last - ys.first);
+    if (p.roi.empty())
+        return p;
+    p.rowOf.assign(ys.index.begin() + ys.first, ys.index.begin() + ys.last);
+    p.rows.create(labels.rows, p.roi.width, CV_32S);
+    for (int v = 0; v < labels.rows; ++v) {
+        const int32_t* src = labels.ptr<int32_t>(v);
+        int32_t* dst = p.rows.ptr<int32_t>(v);
+        for (int x = 0; x < p.roi.width; ++x)
+            dst[x] = src[xs.index[p.roi.x + x]];
+    }
+    p.rightEdge = cv::Mat::zeros(p.rows.size(), CV_8U);
+    if (p.roi.width > 1) {
+        cv::Mat edge = p.rightEdge.colRange(0, p.roi.width - 1);
+        cv::compare(p.rows.colRange(0, p.roi.width - 1), p.rows.colRange(1, p.roi.width), edge, cv::CMP_NE);
+    }
+    return p;
+}
+
+// Pixels of the placed map whose label differs from the right or lower neighbour, dilated to
+// `thickness` pixels: [roi.height, roi.width] 8U.
+cv::Mat boundaryMask(const Placement& p, int thickness)
+{
+    cv::Mat mask(p.roi.size(), CV_8U);
+    cv::parallel_for_(cv::Range(0, p.roi.height), [&](const cv::Range& range) {
+        for (int y = range.start; y < range.end; ++y) {
+            const int v = p.rowOf[y];
+            cv::Mat out = mask.row(y);
+            if (y + 1 < p.roi.height && p.rowOf[y + 1] != v) {
+                cv::compare(p.rows.row(v), p.rows.row(p.rowOf[y + 1]), out, cv::CMP_NE);
+                cv::bitwise_or(out, p.rightEdge.row(v), out);
+            } else {
+                p.rightEdge.row(v).copyTo(out);
+            }
+        }
+    });
+    if (thickness > 1)
+        cv::dilate(mask, mask, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(thickness, thickness)));
+    return mask;
+}
+
+void paintMask(cv::Mat& target, const cv::Mat& mask, cv::Vec3b colour)
+{
+    const cv::Scalar value(colour[0], colour[1], colour[2]);
+    cv::parallel_for_(cv::Range(0, target.rows), [&](const cv::Range& range) {
+        cv::Mat part = target.rowRange(range.start, range.end);
+        part.setTo(value, mask.rowRange(range.start, range.end));
+    });
+}
+
+// Scales the parts of `image` outside `roi` by `factor` into `out`.
+void scaleOutside(const cv::Mat& image, cv::Mat& out, const cv::Rect& roi, double factor)
+{
+    const cv::Rect bands[4] = {
+        {0, 0, image.cols, roi.y},
+        {0, roi.y + roi.height, image.cols, image.rows - roi.y - roi.height},
+        {0, roi.y, roi.x, roi.height},
+        {roi.x + roi.width, roi.y, image.cols - roi.x - roi.width, roi.height},
+    };
+    for (const auto& band : bands) {
+        if (band.empty())
+            continue;
+        cv::Mat target = out(band);
+        image(band).convertTo(target, -1, factor);
+    }
+}
+
+void requireRgb(const cv::Mat& image, const char* what)
+{
+    if (image.empty() || image.type() != CV_8UC3)
+        throw std::invalid_argument(std::string(what) + " must be a non-empty 8-bit RGB image (CV_8UC3)");
+}
+
+std::string lowerExtension(const std::string& path)
+{
+    const auto slash = path.find_last_of("/\\");
+    const auto dot = path.find_last_of('.');
+    if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+        return {};
+    std::string ext = path.substr(dot);
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    return ext;
+}
+
+}  // namespace
+
+cv::Vec3b paletteColour(int index)
+{
+    if (index < 0)
+        return {0, 0, 0};
+    if (index < kFixedPaletteSize)
+        return kFixedPalette[index];
+    // Golden-ratio hue steps keep consecutive indices ~138 degrees apart; saturation and value
+    // cycle with co-prime periods so that indices with close hues still differ in lightness.
+    const int i = index - kFixedPaletteSize;
+    const double goldenRatioConjugate = 0.6180339887498949;
+    const double hue = std::fmod(0.11 + i * goldenRatioConjugate, 1.0);
+    const double saturation[3] = {0.85, 0.55, 0.7};
+    const double value[2] = {0.95, 0.72};
+    return hsvToRgb(hue, saturation[i % 3], value[i % 2]);
+}
+
+cv::Mat colourise(const at::Tensor& labels, const std::vector<int>* colourOf)
+{
+    const cv::Mat lab = toLabelMat(labels);
+    const auto table = colourTable(lab, colourOf);
+    cv::Mat out(lab.size(), CV_8UC3);
+    for (int y = 0; y < lab.rows; ++y) {
+        const int32_t* src = lab.ptr<int32_t>(y);
+        auto* dst = out.ptr<cv::Vec3b>(y);
+        for (int x = 0; x < lab.cols; ++x)
+            dst[x] = src[x] < 0 ? cv::Vec3b(0, 0, 0) : table[src[x]];
+    }
+    return out;
+}
+
+cv::Mat overlay(const cv::Mat& imageRgb, const at::Tensor& labels, const InputMapping& mapping,
+                const OverlayStyle& style, const std::vector<int>* colourOf)
+{
+    requireRgb(imageRgb, "overlay: the image");
+    cv::Mat lab = toLabelMat(labels);
+    if (style.medianKernel > 1)
+        lab = medianLabels(lab, style.medianKernel | 1);
+    const Placement p = place(lab, mapping, imageRgb.size());
+
+    cv::Mat out(imageRgb.size(), CV_8UC3);
+    scaleOutside(imageRgb, out, p.roi, 0.5);
+    if (p.roi.empty())
+        return out;
+    const cv::Mat image = imageRgb(p.roi);
+    cv::Mat target = out(p.roi);
+
+    const bool fill = style.mode != OverlayStyle::Mode::Outline;
+    const bool outline = style.mode != OverlayStyle::Mode::Fill;
+    if (!fill) {
+        image.copyTo(target);
+    } else {
+        const auto table = colourTable(lab, colourOf);
+        cv::Mat colourRows(p.rows.size(), CV_8UC3);
+        cv::Mat unlabelled(p.rows.size(), CV_8U);
+        for (int v = 0; v < p.rows.rows; ++v) {
+            const int32_t* src = p.rows.ptr<int32_t>(v);
+            auto* dst = colourRows.ptr<cv::Vec3b>(v);
+            uchar* none = unlabelled.ptr<uchar>(v);
+            for (int x = 0; x < p.rows.cols; ++x) {
+                dst[x] = src[x] < 0 ? cv::Vec3b(0, 0, 0) : table[src[x]];
+                none[x] = src[x] < 0 ? 255 : 0;
+            }
+        }
+        const bool anyUnlabelled = cv::countNonZero(unlabelled) > 0;
+        const double alpha = std::clamp(style.opacity, 0.0, 1.0);
+        cv::parallel_for_(cv::Range(0, p.roi.height), [&](const cv::Range& range) {
+            for (int y = range.start; y < range.end; ++y) {
+                const int v = p.rowOf[y];
+                cv::Mat dst = target.row(y);
+                cv::addWeighted(image.row(y), 1.0 - alpha, colourRows.row(v), alpha, 0.0, dst);
+                if (anyUnlabelled)
+                    image.row(y).copyTo(dst, unlabelled.row(v));
+            }
+        });
+    }
+    if (outline)
+        paintMask(target, boundaryMask(p, std::max(1, style.outlineThickness)), style.outlineColour);
+    return out;
+}
+
+cv::Mat highlight(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask, int64_t blockH, int64_t blockW,
+                  const InputMapping& mapping, cv::Vec3b colour)
+{
+    requireRgb(baseRgb, "highlight: the image");
+    if (blockH <= 0 || blockW <= 0 || static_cast<int64_t>(blockMask.size()) != blockH * blockW)
+        throw std::invalid_argument("highlight: the block mask must have blockH * blockW entries");
+    cv::Mat selected(static_cast<int>(blockH), static_cast<int>(blockW), CV_32S);
+    for (int64_t i = 0; i < blockH * blockW; ++i)
+        selected.at<int32_t>(static_cast<int>(i / blockW), static_cast<int>(i % blockW)) = blockMask[i] ? 1 : 0;
+    const Placement p = place(selected, mapping, baseRgb.size());
+
+    cv::Mat out(baseRgb.size(), CV_8UC3);
+    const double dim = 0.35;
+    scaleOutside(baseRgb, out, p.roi, dim);
+    if (p.roi.empty())
+        return out;
+    const cv::Mat image = baseRgb(p.roi);
+    cv::Mat target = out(p.roi);
+    cv::Mat keep;
+    cv::compare(p.rows, 0, keep, cv::CMP_NE);
+    cv::parallel_for_(cv::Range(0, p.roi.height), [&](const cv::Range& range) {
+        for (int y = range.start; y < range.end; ++y) {
+            cv::Mat dst = target.row(y);
+            image.row(y).convertTo(dst, -1, dim);
+            image.row(y).copyTo(dst, keep.row(p.rowOf[y]));
+        }
+    });
+    const int thickness = std::max(2, static_cast<int>(std::lround(std::min(baseRgb.cols, baseRgb.rows) / 300.0)));
+    paintMask(target, boundaryMask(p, thickness), colour);
+    return out;
+}
+
+void writeImageAtomic(const std::string& path, const cv::Mat& rgbOr16bit)
+{
+    if (rgbOr16bit.empty())
+        throw std::runtime_error(path + ": nothing to write (empty image)");
+    const std::string ext = lowerExtension(path);
+    if (ext.empty())
+        throw std::runtime_error(path + ": no file extension to choose the image format from");
+    cv::Mat encodable;
+    switch (rgbOr16bit.type()) {
+    case CV_8UC3:
+        cv::cvtColor(rgbOr16bit, encodable, cv::COLOR_RGB2BGR);
+        break;
+    case CV_8UC4:
+        cv::cvtColor(rgbOr16bit, encodable, cv::COLOR_RGBA2BGRA);
+        break;
+    case CV_8UC1:
+        encodable = rgbOr16bit;
+        break;
+    case CV_16UC1:
+        if (ext != ".png" && ext != ".tif" && ext != ".tiff")
+            throw std::runtime_error(path + ": 16-bit images can only be written as PNG or TIFF");
+        encodable = rgbOr16bit;
+        break;
+    default:
+        throw std::runtime_error(path + ": unsupported image type (expected 8-bit RGB, RGBA, grey or 16-bit grey)");
+    }
+    std::vector<uchar> bytes;
+    try {
+        if (!cv::imencode(ext, encodable, bytes))
+            throw std::runtime_error(path + ": the image could not be encoded as " + ext);
+    } catch (const cv::Exception& e) {
+        throw std::runtime_error(path + ": cannot encode the image as " + ext + " (" + e.msg + ")");
+    }
+    writeFileAtomic(path, bytes.data(), bytes.size());
+}
+
+}  // namespace fec::imaging

@@ -1,0 +1,467 @@
+#include "fec/model.h"
+
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+
+namespace fec {
+
+namespace {
+
+constexpr double kNormEps = 1e-5;
+constexpr double kCosEps = 1e-12;
+
+// A plain container module, so that parameters get their PyTorch key paths.
+std::shared_ptr<torch::nn::Module> child(torch::nn::Module& parent, const std::string& name)
+{
+    return parent.register_module(name, std::make_shared<torch::nn::Module>());
+}
+
+// Registers `weight` (and `bias`) on a new child module `name`, like nn.Conv2d / nn.Linear.
+std::pair<at::Tensor, at::Tensor> affine(torch::nn::Module& parent, const std::string& name,
+                                         at::IntArrayRef weightShape, int64_t biasSize)
+{
+    auto module = child(parent, name);
+    auto w = module->register_parameter("weight", at::empty(weightShape));
+    auto b = module->register_parameter("bias", at::zeros({biasSize}));
+    return {w, b};
+}
+
+std::pair<at::Tensor, at::Tensor> groupNorm(torch::nn::Module& parent, const std::string& name,
+                                            int64_t channels)
+{
+    auto module = child(parent, name);
+    auto w = module->register_parameter("weight", at::ones({channels}));
+    auto b = module->register_parameter("bias", at::zeros({channels}));
+    return {w, b};
+}
+
+// 1x1 convolution (or a Linear weight [out, in] applied to every position). Activations are
+// kept in channels-last memory: oneDNN then runs the 1x1 convolutions without reordering, about
+// twice as fast as NCHW here, and [B, H, W, C] doubles as a [B, N, C] token matrix for free.
+at::Tensor pointwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
+{
+    const auto weight = w.dim() == 2 ? w.view({w.size(0), w.size(1), 1, 1}) : w;
+    return at::conv2d(x, weight, b);
+}
+
+// [B, C, H, W] (any memory format) -> channels-last memory.
+at::Tensor channelsLast(const at::Tensor& x)
+{
+    return x.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// Channels-last [B, C, H, W] -> its [B, H, W, C] token view (no copy).
+at::Tensor tokens(const at::Tensor& x)
+{
+    return channelsLast(x).permute({0, 2, 3, 1});
+}
+
+// [B, H, W, C] tokens -> the [B, C, H, W] tensor with channels-last memory (no copy).
+at::Tensor fromTokens(const at::Tensor& t)
+{
+    return t.permute({0, 3, 1, 2});
+}
+
+// Rows of [..., d] scaled to unit length, like torch.nn.functional.normalize(eps=1e-12).
+at::Tensor normalizeLast(const at::Tensor& x)
+{
+    return x / x.norm(2, {-1}, /*keepdim=*/true).clamp_min(kCosEps);
+}
+
+// 1 / max(||row||, eps) of [G, n, d] rows: [G, n, 1]. Dividing after the product instead of
+// normalising every position first gives the same cosines up to rounding and never reorders
+// two centres (division by a positive number is monotone).
+at::Tensor inverseNorms(const at::Tensor& x)
+{
+    return (x * x).sum(-1).sqrt_().clamp_min_(kCosEps).reciprocal_().unsqueeze(-1);
+}
+
+// Centres of region tokens [G, h, w, C]: average pools to [G, oh * ow, C] (row-major on the
+// grid). Equal kxk windows use avg_pool2d (the same windows adaptive pooling takes, and much
+// faster); uneven sizes use adaptive pooling's overlapping windows.
+at::Tensor poolCentres(const at::Tensor& regionTokens, int64_t oh, int64_t ow)
+{
+    const auto g = regionTokens.size(0), h = regionTokens.size(1), w = regionTokens.size(2),
+               c = regionTokens.size(3);
+    auto image = fromTokens(regionTokens);
+    at::Tensor pooled;
+    if (h % oh == 0 && w % ow == 0 && h / oh == w / ow) {
+        const auto k = h / oh;
+        pooled = at::avg_pool2d(image, {k, k}, {k, k});
+    } else {
+        pooled = at::adaptive_avg_pool2d(image, {oh, ow});
+    }
+    return pooled.permute({0, 2, 3, 1}).reshape({g, oh * ow, c});
+}
+
+// [B, H, W, C] -> [B * fw * fh, H / fw, W / fh, C], regions ordered (b, f1, f2).
+at::Tensor splitRegions(const at::Tensor& t, int fw, int fh)
+{
+    if (fw == 1 && fh == 1)
+        return t;
+    const auto b = t.size(0), h = t.size(1) / fw, w = t.size(2) / fh, c = t.size(3);
+    return t.reshape({b, fw, h, fh, w, c}).permute({0, 1, 3, 2, 4, 5}).reshape({b * fw * fh, h, w, c});
+}
+
+// Inverse of splitRegions for [B * fw * fh, h, w, C] tokens.
+at::Tensor mergeRegions(const at::Tensor& t, int fw, int fh)
+{
+    if (fw == 1 && fh == 1)
+        return t;
+    const auto h = t.size(1), w = t.size(2), c = t.size(3), b = t.size(0) / (fw * fh);
+    return t.reshape({b, fw, fh, h, w, c}).permute({0, 1, 3, 2, 4, 5}).reshape({b, fw * h, fh * w, c});
+}
+
+// For every region-local index (region r, local position p on an h x w grid) its index on the
+// full (fw*h) x (fh*w) grid: [fw*fh, h*w] int64.
+at::Tensor regionToGlobal(int fw, int fh, int64_t h, int64_t w)
+{
+    auto rows = at::arange(h, at::kLong).view({1, 1, h, 1});
+    auto cols = at::arange(w, at::kLong).view({1, 1, 1, w});
+    auto f1 = at::arange(fw, at::kLong).view({fw, 1, 1, 1});
+    auto f2 = at::arange(fh, at::kLong).view({1, fh, 1, 1});
+    auto global = (f1 * h + rows) * (fh * w) + (f2 * w + cols);
+    return global.reshape({fw * fh, h * w});
+}
+
+// [B * R, n] per-region values -> [B, H * W] on the full grid (row-major).
+at::Tensor regionValuesToGrid(const at::Tensor& v, int fw, int fh, int64_t h, int64_t w)
+{
+    const auto b = v.size(0) / (fw * fh);
+    return mergeRegions(v.reshape({b * fw * fh, h, w, 1}), fw, fh).reshape({b, fw * h * fh * w});
+}
+
+// Best minus second-best value along the last axis of [G, n, O]: [G, n].
+at::Tensor topTwoMargin(const at::Tensor& sim)
+{
+    if (sim.size(2) < 2)
+        return at::full({sim.size(0), sim.size(1)}, std::numeric_limits<float>::infinity(), sim.options());
+    auto top = std::get<0>(sim.topk(2, 2));
+    return top.select(2, 0) - top.select(2, 1);
+}
+
+// (Vc + sum of the V rows assigned to each centre) / (1 + count): [G, O, d].
+// `v` [G, n, d] may be a strided view (one head's channels); index_add over flattened
+// (group, centre) rows is 5x faster here than scatter_add on such views.
+// `rowOffsets` [G, 1] = group * O, when the caller already has it.
+at::Tensor representatives(const at::Tensor& vCentres, const at::Tensor& v, const at::Tensor& assign,
+                           at::Tensor rowOffsets = {})
+{
+    const auto g = v.size(0), n = v.size(1), d = v.size(2), o = vCentres.size(1);
+    if (!rowOffsets.defined())
+        rowOffsets = (at::arange(g, assign.options()) * o).unsqueeze(1);
+    auto rows = (assign + rowOffsets).reshape({g * n});
+    auto sum = at::zeros({g * o, d}, v.options());
+    sum.index_add_(0, rows, v.reshape({g * n, d}));
+    auto count = at::bincount(rows, {}, g * o).to(v.scalar_type()).view({g, o, 1});
+    return (sum.view({g, o, d}) + vCentres) / (count + 1.0);
+}
+
+at::Tensor toCpu(const at::Tensor& t)
+{
+    return t.to(at::kCPU).contiguous();
+}
+
+}  // namespace
+
+at::Tensor addPositionChannels(const at::Tensor& x)
+{
+    TORCH_CHECK(x.dim() == 4, "expected an input of shape [B, C, H, W], got ", x.sizes());
+    const auto b = x.size(0), h = x.size(2), w = x.size(3);
+    TORCH_CHECK(h > 1 && w > 1, "input must be at least 2x2, got ", h, "x", w);
+    auto opts = x.options();
+    auto rows = (at::arange(h, opts) / static_cast<double>(h - 1) - 0.5).view({1, 1, h, 1});
+    auto cols = (at::arange(w, opts) / static_cast<double>(w - 1) - 0.5).view({1, 1, 1, w});
+    return at::cat({x, rows.expand({b, 1, h, w}), cols.expand({b, 1, h, w})}, 1);
+}
+
+ClusterImpl::ClusterImpl(int dim, int heads, int headDim, int proposalW, int proposalH, int foldW,
+                         int foldH)
+    : m_heads(heads), m_headDim(headDim), m_proposalW(proposalW), m_proposalH(proposalH),
+      m_foldW(foldW), m_foldH(foldH)
+{
+    TORCH_CHECK(heads > 0 && headDim > 0 && proposalW > 0 && proposalH > 0 && foldW > 0 && foldH > 0,
+                "invalid Cluster configuration");
+    const int inner = heads * headDim;
+    m_alpha = register_parameter("sim_alpha", at::ones({1}));
+    m_beta = register_parameter("sim_beta", at::zeros({1}));
+    std::tie(m_f, m_fBias) = affine(*this, "f", {inner, dim, 1, 1}, inner);
+    std::tie(m_proj, m_projBias) = affine(*this, "proj", {dim, inner, 1, 1}, dim);
+    std::tie(m_v, m_vBias) = affine(*this, "v", {inner, dim, 1, 1}, inner);
+}
+
+at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
+{
+    const auto b = x.size(0), height = x.size(2), width = x.size(3);
+    const int regions = m_foldW * m_foldH;
+    const auto h = height / m_foldW, w = width / m_foldH, n = h * w;
+    const int64_t o = static_cast<int64_t>(m_proposalW) * m_proposalH;
+    const int64_t g = b * regions, inner = static_cast<int64_t>(m_heads) * m_headDim;
+
+    // f and v in one pass over x; channel e*headDim + c of each is head e.
+    auto kv = splitRegions(tokens(pointwise(x, at::cat({m_f, m_v}), at::cat({m_fBias, m_vBias}))), m_foldW, m_foldH);
+    auto centres = poolCentres(kv, m_proposalW, m_proposalH);  // [g, o, 2 * inner]
+    auto kvFlat = kv.reshape({g, n, 2 * inner});
+    auto out = at::empty({g, n, inner}, x.options());
+
+    at::Tensor assignAll, simAll, marginAll;
+    if (trace) {
+        assignAll = at::empty({b, m_heads, height * width}, x.options().dtype(at::kLong));
+        simAll = at::empty({b, m_heads, height * width}, x.options());
+        marginAll = at::empty({b, m_heads, height * width}, x.options());
+    }
+    // Per-head norms and normalised centres for all heads at once (fewer, larger kernels).
+    auto keyInvNorms = inverseNorms(kvFlat.narrow(2, 0, inner).reshape({g, n, m_heads, m_headDim}));  // [g, n, h, 1]
+    auto keyCentresAll = normalizeLast(centres.narrow(2, 0, inner).reshape({g, o, m_heads, m_headDim}));
+    auto rowOffsets = (at::arange(g, x.options().dtype(at::kLong)) * o).unsqueeze(1);
+    for (int e = 0; e < m_heads; ++e) {
+        auto key = kvFlat.narrow(2, e * m_headDim, m_headDim);            // [g, n, d]
+        auto value = kvFlat.narrow(2, inner + e * m_headDim, m_headDim);  // [g, n, d]
+        auto keyCentres = keyCentresAll.select(2, e);                     // [g, o, d]
+        auto valueCentres = centres.narrow(2, inner + e * m_headDim, m_headDim);
+
+        // sigmoid(beta + alpha * cos), cos = (k . c) / |k| with unit centres c.
+        auto scale = keyInvNorms.select(2, e) * m_alpha;  // [g, n, 1]
+        auto sim = at::addcmul(m_beta, at::bmm(key, keyCentres.transpose(1, 2)), scale).sigmoid_();  // [g, n, o]
+        auto best = sim.max(2);
+        const auto& s = std::get<0>(best);
+        const auto& a = std::get<1>(best);
+
+        auto reps = representatives(valueCentres, value, a, rowOffsets);
+        auto headOut = out.narrow(2, e * m_headDim, m_headDim);
+        at::mul_out(headOut, reps.gather(1, a.unsqueeze(2).expand({g, n, m_headDim})),
+                    s.unsqueeze(2));
+
+        if (trace) {
+            // Region-local centre ids become region * O + id; positions return to the full grid.
+            auto regionOffset = (at::arange(g, a.options()) % regions * o).unsqueeze(1);
+            assignAll.select(1, e).copy_(regionValuesToGrid(a + regionOffset, m_foldW, m_foldH, h, w));
+            simAll.select(1, e).copy_(regionValuesToGrid(s, m_foldW, m_foldH, h, w));
+            marginAll.select(1, e).copy_(regionValuesToGrid(topTwoMargin(sim), m_foldW, m_foldH, h, w));
+        }
+    }
+    if (trace) {
+        trace->height = height;
+        trace->width = width;
+        trace->heads = m_heads;
+        trace->proposalW = m_proposalW;
+        trace->proposalH = m_proposalH;
+        trace->foldW = m_foldW;
+        trace->foldH = m_foldH;
+        trace->assign = toCpu(assignAll);
+        trace->similarity = toCpu(simAll);
+        trace->margin = toCpu(marginAll);
+    }
+    auto merged = mergeRegions(out.view({g, h, w, inner}), m_foldW, m_foldH);
+    return pointwise(fromTokens(merged), m_proj, m_projBias);
+}
+
+ClusterBlockImpl::ClusterBlockImpl(int dim, int hidden, int heads, int headDim, int proposalW,
+                                   int proposalH, int foldW, int foldH)
+{
+    m_scale1 = register_parameter("layer_scale_1", at::full({dim}, 1e-5));
+    m_scale2 = register_parameter("layer_scale_2", at::full({dim}, 1e-5));
+    std::tie(m_norm1W, m_norm1B) = groupNorm(*this, "norm1", dim);
+    m_mixer = register_module("token_mixer",
+                              Cluster(dim, heads, headDim, proposalW, proposalH, foldW, foldH));
+    std::tie(m_norm2W, m_norm2B) = groupNorm(*this, "norm2", dim);
+    auto mlp = child(*this, "mlp");
+    std::tie(m_fc1W, m_fc1B) = affine(*mlp, "fc1", {hidden, dim}, hidden);
+    std::tie(m_fc2W, m_fc2B) = affine(*mlp, "fc2", {dim, hidden}, dim);
+}
+
+at::Tensor ClusterBlockImpl::forward(const at::Tensor& x, BlockTrace* trace, at::Tensor* mixerOut)
+{
+    // Element-wise work runs on [B, H, W, C] token views: LibTorch 1.13's kernels are up to 6x
+    // slower on the same memory seen as a channels-last NCHW tensor.
+    auto mixed = m_mixer->forward(at::group_norm(x, 1, m_norm1W, m_norm1B, kNormEps), trace);
+    if (mixerOut)
+        *mixerOut = mixed;
+    auto y = fromTokens(at::addcmul(tokens(x), tokens(mixed), m_scale1));
+    auto hidden = fromTokens(at::gelu(tokens(pointwise(at::group_norm(y, 1, m_norm2W, m_norm2B, kNormEps), m_fc1W, m_fc1B))));
+    return fromTokens(at::addcmul(tokens(y), tokens(pointwise(hidden, m_fc2W, m_fc2B)), m_scale2));
+}
+
+ClusterPoolImpl::ClusterPoolImpl(int inDim, int outDim, int foldW, int foldH)
+    : m_foldW(foldW), m_foldH(foldH)
+{
+    std::tie(m_normW, m_normB) = groupNorm(*this, "norm2", outDim);
+    std::tie(m_fW, m_fB) = affine(*this, "conv_f", {outDim, inDim, 1, 1}, outDim);
+    std::tie(m_vW, m_vB) = affine(*this, "conv_v", {outDim, inDim, 1, 1}, outDim);
+    std::tie(m_skipW, m_skipB) = affine(*this, "conv_skip", {outDim, inDim, 3, 3}, outDim);
+}
+
+at::Tensor ClusterPoolImpl::forward(const at::Tensor& x, PoolTrace* trace)
+{
+    const auto b = x.size(0), height = x.size(2), width = x.size(3);
+    const int regions = m_foldW * m_foldH;
+    const auto h = height / m_foldW, w = width / m_foldH, n = h * w;
+    const auto oh = h / 2, ow = w / 2, m = oh * ow;
+    const auto g = b * regions;
+    const auto c = m_fW.size(0);
+
+    auto skip = at::conv2d(x, m_skipW, m_skipB, /*stride=*/2, /*padding=*/1);
+    auto kv = splitRegions(tokens(pointwise(x, at::cat({m_fW, m_vW}), at::cat({m_fB, m_vB}))), m_foldW, m_foldH);
+    auto centres = poolCentres(kv, oh, ow);  // [g, m, 2c]
+    auto kvFlat = kv.reshape({g, n, 2 * c});
+    auto key = kvFlat.narrow(2, 0, c);
+    auto value = kvFlat.narrow(2, c, c);
+    auto keyCentres = centres.narrow(2, 0, c);
+    auto valueCentres = centres.narrow(2, c, c);
+
+    // The arg-max over centres does not depend on each position's own norm: skip it here.
+    auto dots = at::bmm(key, normalizeLast(keyCentres).transpose(1, 2));  // [g, n, m]
+    const auto a = dots.argmax(2);
+    auto reps = representatives(valueCentres, value, a);  // [g, m, c]
+    auto pooled = mergeRegions(reps.view({g, oh, ow, c}), m_foldW, m_foldH);
+
+    if (trace) {
+        trace->inH = height;
+        trace->inW = width;
+        trace->outH = height / 2;
+        trace->outW = width / 2;
+        auto cos = dots * inverseNorms(key);
+        auto centreIds = regionToGlobal(m_foldW, m_foldH, oh, ow).to(a.device());
+        auto globalAssign = centreIds.repeat({b, 1}).gather(1, a);
+        trace->assign = toCpu(regionValuesToGrid(globalAssign, m_foldW, m_foldH, h, w));
+        trace->similarity = toCpu(regionValuesToGrid(cos.gather(2, a.unsqueeze(2)).squeeze(2), m_foldW, m_foldH, h, w));
+        trace->margin = toCpu(regionValuesToGrid(topTwoMargin(cos), m_foldW, m_foldH, h, w));
+        auto layout = [&](const at::Tensor& t) {  // [g, m, c] -> [b, M, c] on the full grid
+            return toCpu(mergeRegions(t.reshape({g, oh, ow, c}), m_foldW, m_foldH).reshape({b, m * regions, c}));
+        };
+        trace->keyCentres = layout(keyCentres);
+        trace->representatives = layout(reps);
+    }
+    return fromTokens(tokens(skip) + tokens(at::group_norm(fromTokens(pooled), 1, m_normW, m_normB, kNormEps)));
+}
+
+FecModelImpl::FecModelImpl(const FecConfig& config) : m_config(config)
+{
+    m_config.validate();
+    const auto& c = m_config;
+    auto embed = child(*this, "patch_embed");
+    std::tie(m_embedW, m_embedB) = affine(*embed, "proj", {c.dims[0], c.inChans + 2, 4, 4}, c.dims[0]);
+
+    auto network = child(*this, "network");
+    for (int s = 0; s < 4; ++s) {
+        auto stage = child(*network, std::to_string(2 * s));
+        for (int j = 0; j < c.layers[s]; ++j) {
+            m_blocks[s].push_back(stage->register_module(
+                std::to_string(j),
+                ClusterBlock(c.dims[s], c.mlpHidden(s), c.heads[s], c.headDims[s], c.proposalW[s],
+                             c.proposalH[s], c.foldW[s], c.foldH[s])));
+        }
+        if (s < 3) {
+            m_pools.push_back(network->register_module(
+                std::to_string(2 * s + 1),
+                ClusterPool(c.dims[s], c.dims[s + 1], c.foldW[s + 1], c.foldH[s + 1])));
+        }
+    }
+    if (c.forkFeat) {
+        for (int s = 0; s < 4; ++s) {
+            auto [w, b] = groupNorm(*this, "norm" + std::to_string(2 * s), c.dims[s]);
+            m_forkNormW.push_back(w);
+            m_forkNormB.push_back(b);
+        }
+    } else {
+        std::tie(m_normW, m_normB) = groupNorm(*this, "norm", c.dims[3]);
+        if (c.numClasses > 0)
+            std::tie(m_headW, m_headB) = affine(*this, "head", {c.numClasses, c.dims[3]}, c.numClasses);
+    }
+    // Deterministic, PyTorch-like initial values (checkpoints overwrite them).
+    at::NoGradGuard noGrad;
+    for (auto& p : named_parameters()) {
+        const auto& name = p.key();
+        auto& t = p.value();
+        if (t.dim() >= 2 && name.find("mlp.") == std::string::npos && name.find("head.") == std::string::npos) {
+            const double fanIn = static_cast<double>(t.numel() / t.size(0));
+            const double bound = 1.0 / std::sqrt(fanIn);
+            t.uniform_(-bound, bound);
+        } else if (t.dim() >= 2) {
+            t.normal_(0.0, 0.02).clamp_(-0.04, 0.04);
+        }
+    }
+}
+
+int64_t FecModelImpl::parameterCount() const
+{
+    int64_t total = 0;
+    for (const auto& p : parameters())
+        total += p.numel();
+    return total;
+}
+
+at::Tensor FecModelImpl::forward(const at::Tensor& x)
+{
+    return run(x, nullptr, {});
+}
+
+Trace FecModelImpl::forwardTraced(const at::Tensor& x, const TraceOptions& options)
+{
+    Trace trace;
+    auto out = run(x, &trace, options);
+    if (!m_config.forkFeat)
+        trace.logits = toCpu(out);
+    return trace;
+}
+
+at::Tensor FecModelImpl::run(const at::Tensor& input, Trace* trace, const TraceOptions& options)
+{
+    TORCH_CHECK(input.dim() == 4 && input.size(1) == m_config.inChans, "expected input [B, ",
+                m_config.inChans, ", H, W], got ", input.sizes());
+    try {
+        m_config.checkInputSize(input.size(2), input.size(3));
+    } catch (const std::invalid_argument& e) {
+        TORCH_CHECK(false, e.what());
+    }
+    const bool features = trace && options.features;
+    auto keep = [&](const std::string& name, const at::Tensor& t) {
+        if (features)
+            trace->features[name] = toCpu(t);
+    };
+
+    auto x = at::conv2d(channelsLast(addPositionChannels(input)), m_embedW, m_embedB, /*stride=*/4);
+    keep("patch_embed", x);
+    for (int s = 0; s < 4; ++s) {
+        for (size_t j = 0; j < m_blocks[s].size(); ++j) {
+            BlockTrace* blockTrace = nullptr;
+            if (trace && options.blocks) {
+                trace->blocks.emplace_back();
+                blockTrace = &trace->blocks.back();
+                blockTrace->stage = s;
+                blockTrace->block = static_cast<int>(j);
+            }
+            at::Tensor mixed;
+            x = m_blocks[s][j]->forward(x, blockTrace, features ? &mixed : nullptr);
+            const auto name = "network." + std::to_string(2 * s) + "." + std::to_string(j);
+            keep(name, x);
+            keep(name + ".token_mixer", mixed);
+        }
+        keep("network." + std::to_string(2 * s), x);
+        if (m_config.forkFeat) {
+            auto dense = at::group_norm(x, 1, m_forkNormW[s], m_forkNormB[s], kNormEps);
+            if (trace)
+                trace->denseFeatures.push_back(toCpu(dense));
+            if (s == 3)
+                return dense;
+        }
+        if (s < 3) {
+            PoolTrace* poolTrace = nullptr;
+            if (trace && options.pools) {
+                trace->pools.emplace_back();
+                poolTrace = &trace->pools.back();
+                poolTrace->networkIndex = 2 * s + 1;
+            }
+            x = m_pools[s]->forward(x, poolTrace);
+            keep("network." + std::to_string(2 * s + 1), x);
+        }
+    }
+    auto pre = at::group_norm(x, 1, m_normW, m_normB, kNormEps).mean({2, 3});
+    keep("pre_logits", pre);
+    if (m_config.numClasses == 0)
+        return pre;
+    return at::linear(pre, m_headW, m_headB);
+}
+
+}  // namespace fec

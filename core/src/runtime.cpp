@@ -1,6 +1,8 @@
 #include "fec/runtime.h"
 
 #include <cstdlib>
+#include <limits>
+#include <malloc.h>
 #include <mutex>
 #include <unordered_map>
 #include <stdexcept>
@@ -124,6 +126,12 @@ std::size_t cachedCpuBytes()
 int initRuntime(int threads)
 {
     installCachingCpuAllocator();
+    // The same page-fault cost hits every other large buffer (OpenCV images, Qt pixmaps): keep
+    // freed heap memory instead of returning it to the system with munmap/trim, so that the next
+    // image of the same size reuses pages that are already mapped. Resident memory then stays at
+    // its peak instead of breathing.
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
     return setThreadCount(threads);
 }
 

@@ -40,6 +40,12 @@ protected:
     CLI::App* m_app;
 };
 
+/// Registers `explain` (built only with the figure library).
+void addExplainCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
+
+/// Registers `train` and `eval` (train_commands.cpp).
+void addTrainCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
+
 /// Registers predict, trace (and, with imaging, the commands that read images).
 void addImageCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
 

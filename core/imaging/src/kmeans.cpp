@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -20,7 +21,7 @@ class RngSeedGuard {
 public:
     explicit RngSeedGuard(uint64_t seed) : m_saved(cv::theRNG().state)
     {
-        cv::theRNG().state = cv::RNG(seed).state;  // cv::RNG maps seed 0 to a non-degenerate state
+        cv::theRNG().state = cv::RNG(seed).state; // cv::RNG maps seed 0 to a non-degenerate state
     }
     ~RngSeedGuard() { cv::theRNG().state = m_saved; }
     RngSeedGuard(const RngSeedGuard&) = delete;
@@ -29,6 +30,14 @@ public:
 private:
     uint64_t m_saved;
 };
+
+uint64_t splitMix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
 
 std::vector<std::vector<double>> groupMeans(const cv::Mat& features, const std::vector<int>& group, int k)
 {
@@ -58,7 +67,7 @@ double squaredDistance(const float* row, const std::vector<double>& mean)
     return sum;
 }
 
-}  // namespace
+} // namespace
 
 ClusterMerger::ClusterMerger(const SegmentPyramid& pyramid, MergeFeatures features, int attempts, uint64_t seed)
     : m_attempts(std::max(1, attempts)), m_seed(seed)
@@ -72,9 +81,10 @@ ClusterMerger::ClusterMerger(const SegmentPyramid& pyramid, MergeFeatures featur
     const at::Tensor& source =
         features == MergeFeatures::KeyCentres ? pyramid.keyCentres[last] : pyramid.representatives[last];
     if (!source.defined() || source.dim() != 2 || source.size(0) != level.gridH * level.gridW)
-        throw std::invalid_argument("the segment pyramid has no " +
-                                    std::string(features == MergeFeatures::KeyCentres ? "key centres" : "representatives") +
-                                    " for its last level");
+        throw std::invalid_argument(
+            "the segment pyramid has no " +
+            std::string(features == MergeFeatures::KeyCentres ? "key centres" : "representatives") +
+            " for its last level");
 
     const auto values = source.to(at::kFloat).contiguous();
     const int64_t channels = values.size(1);
@@ -84,6 +94,9 @@ ClusterMerger::ClusterMerger(const SegmentPyramid& pyramid, MergeFeatures featur
         const float* src = values.data_ptr<float>() + static_cast<int64_t>(level.nonEmpty[i]) * channels;
         std::copy(src, src + channels, m_features.ptr<float>(i));
     }
+
+    if (!cv::checkRange(m_features))
+        throw std::invalid_argument("the cluster features contain NaN or infinite values");
 
     m_blockH = pyramid.blockH;
     m_blockW = pyramid.blockW;
@@ -120,13 +133,25 @@ const KMeansMerge& ClusterMerger::merge(int k)
 
 std::vector<int> ClusterMerger::runKMeans(int k) const
 {
-    cv::Mat labels, centres;
-    {
-        RngSeedGuard guard(m_seed);
-        cv::kmeans(m_features, k, labels, cv::TermCriteria(cv::TermCriteria::EPS + cv::TermCriteria::MAX_ITER, 300, 1e-4),
-                   m_attempts, cv::KMEANS_PP_CENTERS, centres);
+    // Each attempt gets its own seed instead of continuing one random stream: attempt a then
+    // seeds k and k + 1 with the same first k centres, which keeps merges of neighbouring k alike.
+    std::vector<int> raw;
+    double best = std::numeric_limits<double>::infinity();
+    for (int attempt = 0; attempt < m_attempts; ++attempt) {
+        cv::Mat labels, centres;
+        {
+            RngSeedGuard guard(splitMix64(m_seed + static_cast<uint64_t>(attempt)));
+            cv::kmeans(m_features, k, labels,
+                       cv::TermCriteria(cv::TermCriteria::EPS + cv::TermCriteria::MAX_ITER, 300, 1e-4), 1,
+                       cv::KMEANS_PP_CENTERS, centres);
+        }
+        std::vector<int> candidate(labels.begin<int>(), labels.end<int>());
+        const double inertia = inertiaOf(candidate);
+        if (inertia < best) {
+            best = inertia;
+            raw = std::move(candidate);
+        }
     }
-    std::vector<int> raw(labels.begin<int>(), labels.end<int>());
 
     // With duplicated features a group can end up empty; give it the member farthest from the
     // mean of the largest group so that a merge always has exactly k groups.
@@ -139,13 +164,13 @@ std::vector<int> ClusterMerger::runKMeans(int k) const
         const int donor = static_cast<int>(std::max_element(count.begin(), count.end()) - count.begin());
         const auto means = groupMeans(m_features, raw, k);
         int farthest = -1;
-        double best = -1;
+        double farthestDistance = -1;
         for (int i = 0; i < m_features.rows; ++i) {
             if (raw[i] != donor)
                 continue;
             const double d = squaredDistance(m_features.ptr<float>(i), means[donor]);
-            if (d > best) {
-                best = d;
+            if (d > farthestDistance) {
+                farthestDistance = d;
                 farthest = i;
             }
         }
@@ -263,4 +288,4 @@ at::Tensor ClusterMerger::pixelLabels(const KMeansMerge& merge) const
     return blockLabels(merge).repeat_interleave(m_blockSize, 0).repeat_interleave(m_blockSize, 1).contiguous();
 }
 
-}  // namespace fec::imaging
+} // namespace fec::imaging

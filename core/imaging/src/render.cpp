@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include <ATen/ATen.h>
@@ -17,32 +18,29 @@ namespace fec::imaging {
 
 namespace {
 
-// Okabe & Ito (2008) without black; Paul Tol's "muted" and "light" qualitative schemes without
-// their pale grey, which both reserve for missing data.
+// Okabe & Ito (2008) without black, then Paul Tol's "muted" and "light" qualitative schemes
+// without their pale grey (reserved for missing data); the Tol colours are reordered so that
+// consecutive indices are far apart (RGB distance >= 140).
 const cv::Vec3b kFixedPalette[kFixedPaletteSize] = {
-    {230, 159, 0},   {86, 180, 233},  {0, 158, 115},   {240, 228, 66},  {0, 114, 178},   {213, 94, 0},
-    {204, 121, 167}, {204, 102, 119}, {51, 34, 136},   {221, 204, 119}, {17, 119, 51},   {136, 204, 238},
-    {136, 34, 85},   {68, 170, 153},  {153, 153, 51},  {170, 68, 153},  {119, 170, 221}, {238, 136, 102},
-    {238, 221, 136}, {255, 170, 187}, {153, 221, 255}, {68, 187, 153},  {187, 204, 51},  {170, 170, 0},
+    {230, 159, 0},   {86, 180, 233}, {0, 158, 115},   {240, 228, 66},  {0, 114, 178},   {213, 94, 0},
+    {204, 121, 167}, {51, 34, 136},  {204, 102, 119}, {68, 170, 153},  {136, 34, 85},   {221, 204, 119},
+    {17, 119, 51},   {170, 68, 153}, {136, 204, 238}, {153, 153, 51},  {255, 170, 187}, {170, 170, 0},
+    {238, 221, 136}, {68, 187, 153}, {238, 136, 102}, {119, 170, 221}, {187, 204, 51},  {153, 221, 255},
 };
+
+// Label maps index a colour table; pyramid levels have at most a few thousand labels.
+constexpr int kMaxLabels = 1 << 20;
 
 cv::Vec3b hsvToRgb(double h, double s, double v)
 {
     const double c = v * s;
     const double hp = h * 6.0;
     const double x = c * (1.0 - std::abs(std::fmod(hp, 2.0) - 1.0));
-    double r = 0, g = 0, b = 0;
-    switch (static_cast<int>(hp) % 6) {
-    case 0: r = c; g = x; break;
-    case 1: r = x; g = c; break;
-    case 2: g = c; b = x; break;
-    case 3: g = x; b = c; break;
-    case 4: r = x; b = c; break;
-    default: r = c; b = x; break;
-    }
+    const double sectors[6][3] = {{c, x, 0}, {x, c, 0}, {0, c, x}, {0, x, c}, {x, 0, c}, {c, 0, x}};
+    const double* rgb = sectors[static_cast<int>(hp) % 6];
     const double m = v - c;
     auto byte = [m](double value) { return cv::saturate_cast<uchar>(std::lround((value + m) * 255.0)); };
-    return {byte(r), byte(g), byte(b)};
+    return {byte(rgb[0]), byte(rgb[1]), byte(rgb[2])};
 }
 
 cv::Mat toLabelMat(const at::Tensor& labels)
@@ -59,6 +57,9 @@ std::vector<cv::Vec3b> colourTable(const cv::Mat& labels, const std::vector<int>
 {
     double maxValue = 0;
     cv::minMaxLoc(labels, nullptr, &maxValue);
+    if (maxValue >= kMaxLabels)
+        throw std::invalid_argument("label " + std::to_string(static_cast<int64_t>(maxValue)) +
+                                    " is too large to colour (at most " + std::to_string(kMaxLabels - 1) + ")");
     std::vector<cv::Vec3b> table(static_cast<size_t>(std::max(0.0, maxValue)) + 1);
     for (size_t i = 0; i < table.size(); ++i) {
         if (!colourOf)
@@ -116,13 +117,13 @@ Axis mapAxis(int imageSize, double offset, double scale, int inputSize, int labe
 }
 
 // A label map placed on the image: the image rectangle the model input covers and, per label-map
-// row, that row stretched to the rectangle's width. Image rows are copies of these rows, so all
-// per-pixel work below is row copies and vectorised OpenCV calls.
+// row, that row stretched to the rectangle's width. Image rows are copies of these rows, so the
+// per-pixel work is done row by row from these templates, without full-size intermediates
+// (fresh 12 MP buffers cost more in page faults than the drawing itself).
 struct Placement {
     cv::Rect roi;
-    std::vector<int> rowOf;  // per roi row: label-map row
-    cv::Mat rows;            // [labelH, roi.width] int32
-    cv::Mat rightEdge;       // [labelH, roi.width] 8U: 255 where the right neighbour's label differs
+    std::vector<int> rowOf; // per roi row: label-map row
+    cv::Mat rows;           // [labelH, roi.width] int32
 };
 
 Placement place(const cv::Mat& labels, const InputMapping& mapping, cv::Size imageSize)
@@ -147,43 +148,78 @@ Placement place(const cv::Mat& labels, const InputMapping& mapping, cv::Size ima
         for (int x = 0; x < p.roi.width; ++x)
             dst[x] = src[xs.index[p.roi.x + x]];
     }
-    p.rightEdge = cv::Mat::zeros(p.rows.size(), CV_8U);
-    if (p.roi.width > 1) {
-        cv::Mat edge = p.rightEdge.colRange(0, p.roi.width - 1);
-        cv::compare(p.rows.colRange(0, p.roi.width - 1), p.rows.colRange(1, p.roi.width), edge, cv::CMP_NE);
-    }
     return p;
 }
 
-// Pixels of the placed map whose label differs from the right or lower neighbour, dilated to
-// `thickness` pixels: [roi.height, roi.width] 8U.
-cv::Mat boundaryMask(const Placement& p, int thickness)
-{
-    cv::Mat mask(p.roi.size(), CV_8U);
-    cv::parallel_for_(cv::Range(0, p.roi.height), [&](const cv::Range& range) {
-        for (int y = range.start; y < range.end; ++y) {
-            const int v = p.rowOf[y];
-            cv::Mat out = mask.row(y);
-            if (y + 1 < p.roi.height && p.rowOf[y + 1] != v) {
-                cv::compare(p.rows.row(v), p.rows.row(p.rowOf[y + 1]), out, cv::CMP_NE);
-                cv::bitwise_or(out, p.rightEdge.row(v), out);
-            } else {
-                p.rightEdge.row(v).copyTo(out);
-            }
+// Outline = pixels whose label differs from the right or lower neighbour, dilated by a
+// thickness x thickness square (anchored like cv::dilate). Both edge kinds are fixed per
+// label-map row, so they are computed and dilated horizontally once per row template; an image
+// row ORs the templates of the rows its vertical window covers.
+class Outline {
+public:
+    Outline(const Placement& p, int thickness) : m_p(p), m_thickness(std::max(1, thickness))
+    {
+        const int w = p.roi.width;
+        m_right = cv::Mat::zeros(p.rows.size(), CV_8U);
+        if (w > 1) {
+            cv::Mat edge = m_right.colRange(0, w - 1);
+            cv::compare(p.rows.colRange(0, w - 1), p.rows.colRange(1, w), edge, cv::CMP_NE);
         }
-    });
-    if (thickness > 1)
-        cv::dilate(mask, mask, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(thickness, thickness)));
-    return mask;
-}
+        m_down = cv::Mat::zeros(p.rows.size(), CV_8U);
+        m_last.assign(p.rowOf.size(), 0);
+        for (size_t y = 0; y + 1 < p.rowOf.size(); ++y) {
+            const int v = p.rowOf[y], next = p.rowOf[y + 1];
+            if (v == next)
+                continue;
+            m_last[y] = 1;
+            cv::Mat edge = m_down.row(v);
+            cv::compare(p.rows.row(v), p.rows.row(next), edge, cv::CMP_NE);
+        }
+        if (m_thickness > 1) {
+            const cv::Mat kernel = cv::Mat::ones(1, m_thickness, CV_8U);
+            const cv::Point anchor(m_thickness / 2, 0);
+            cv::dilate(m_right, m_right, kernel, anchor);
+            cv::dilate(m_down, m_down, kernel, anchor);
+        }
+    }
 
-void paintMask(cv::Mat& target, const cv::Mat& mask, cv::Vec3b colour)
+    // The outline mask of ROI row y into `mask` (roi.width bytes).
+    void row(int y, uchar* mask) const
+    {
+        const int w = m_p.roi.width;
+        const int from = std::max(0, y - m_thickness / 2);
+        const int to = std::min<int>(static_cast<int>(m_p.rowOf.size()), y - m_thickness / 2 + m_thickness);
+        std::fill(mask, mask + w, uchar(0));
+        int previous = -1;
+        for (int yy = from; yy < to; ++yy) {
+            const int v = m_p.rowOf[yy];
+            if (v != previous) {
+                orInto(mask, m_right.ptr<uchar>(v), w);
+                previous = v;
+            }
+            if (m_last[yy])
+                orInto(mask, m_down.ptr<uchar>(v), w);
+        }
+    }
+
+private:
+    static void orInto(uchar* dst, const uchar* src, int n)
+    {
+        for (int x = 0; x < n; ++x)
+            dst[x] |= src[x];
+    }
+
+    const Placement& m_p;
+    int m_thickness;
+    cv::Mat m_right, m_down;     // [labelH, roi.width] 8U, already dilated horizontally
+    std::vector<uint8_t> m_last; // per roi row: the next row shows another label-map row
+};
+
+void paintRow(cv::Vec3b* row, const uchar* mask, int n, cv::Vec3b colour)
 {
-    const cv::Scalar value(colour[0], colour[1], colour[2]);
-    cv::parallel_for_(cv::Range(0, target.rows), [&](const cv::Range& range) {
-        cv::Mat part = target.rowRange(range.start, range.end);
-        part.setTo(value, mask.rowRange(range.start, range.end));
-    });
+    for (int x = 0; x < n; ++x)
+        if (mask[x])
+            row[x] = colour;
 }
 
 // Scales the parts of `image` outside `roi` by `factor` into `out`.
@@ -220,7 +256,7 @@ std::string lowerExtension(const std::string& path)
     return ext;
 }
 
-}  // namespace
+} // namespace
 
 cv::Vec3b paletteColour(int index)
 {
@@ -252,30 +288,36 @@ cv::Mat colourise(const at::Tensor& labels, const std::vector<int>* colourOf)
     return out;
 }
 
-cv::Mat overlay(const cv::Mat& imageRgb, const at::Tensor& labels, const InputMapping& mapping,
-                const OverlayStyle& style, const std::vector<int>* colourOf)
+void overlayInto(const cv::Mat& imageRgb, const at::Tensor& labels, const InputMapping& mapping,
+                 const OverlayStyle& style, cv::Mat& out, const std::vector<int>* colourOf)
 {
+    if (out.data && out.data == imageRgb.data) {
+        // Keep the source alive under its own header: `out` may be the very object passed as image.
+        const cv::Mat source = imageRgb;
+        out = cv::Mat();
+        overlayInto(source, labels, mapping, style, out, colourOf);
+        return;
+    }
     requireRgb(imageRgb, "overlay: the image");
     cv::Mat lab = toLabelMat(labels);
     if (style.medianKernel > 1)
         lab = medianLabels(lab, style.medianKernel | 1);
     const Placement p = place(lab, mapping, imageRgb.size());
-
-    cv::Mat out(imageRgb.size(), CV_8UC3);
+    out.create(imageRgb.size(), CV_8UC3);
     scaleOutside(imageRgb, out, p.roi, 0.5);
     if (p.roi.empty())
-        return out;
+        return;
     const cv::Mat image = imageRgb(p.roi);
     cv::Mat target = out(p.roi);
 
     const bool fill = style.mode != OverlayStyle::Mode::Outline;
     const bool outline = style.mode != OverlayStyle::Mode::Fill;
-    if (!fill) {
-        image.copyTo(target);
-    } else {
+    cv::Mat colourRows, unlabelled;
+    bool anyUnlabelled = false;
+    if (fill) {
         const auto table = colourTable(lab, colourOf);
-        cv::Mat colourRows(p.rows.size(), CV_8UC3);
-        cv::Mat unlabelled(p.rows.size(), CV_8U);
+        colourRows.create(p.rows.size(), CV_8UC3);
+        unlabelled.create(p.rows.size(), CV_8U);
         for (int v = 0; v < p.rows.rows; ++v) {
             const int32_t* src = p.rows.ptr<int32_t>(v);
             auto* dst = colourRows.ptr<cv::Vec3b>(v);
@@ -285,26 +327,49 @@ cv::Mat overlay(const cv::Mat& imageRgb, const at::Tensor& labels, const InputMa
                 none[x] = src[x] < 0 ? 255 : 0;
             }
         }
-        const bool anyUnlabelled = cv::countNonZero(unlabelled) > 0;
-        const double alpha = std::clamp(style.opacity, 0.0, 1.0);
-        cv::parallel_for_(cv::Range(0, p.roi.height), [&](const cv::Range& range) {
-            for (int y = range.start; y < range.end; ++y) {
-                const int v = p.rowOf[y];
-                cv::Mat dst = target.row(y);
+        anyUnlabelled = cv::countNonZero(unlabelled) > 0;
+    }
+    std::optional<Outline> edges;
+    if (outline)
+        edges.emplace(p, style.outlineThickness);
+    const double alpha = std::clamp(style.opacity, 0.0, 1.0);
+    cv::parallel_for_(cv::Range(0, p.roi.height), [&](const cv::Range& range) {
+        std::vector<uchar> mask(outline ? p.roi.width : 0);
+        for (int y = range.start; y < range.end; ++y) {
+            const int v = p.rowOf[y];
+            cv::Mat dst = target.row(y);
+            if (fill) {
                 cv::addWeighted(image.row(y), 1.0 - alpha, colourRows.row(v), alpha, 0.0, dst);
                 if (anyUnlabelled)
                     image.row(y).copyTo(dst, unlabelled.row(v));
+            } else {
+                image.row(y).copyTo(dst);
             }
-        });
-    }
-    if (outline)
-        paintMask(target, boundaryMask(p, std::max(1, style.outlineThickness)), style.outlineColour);
+            if (outline) {
+                edges->row(y, mask.data());
+                paintRow(dst.ptr<cv::Vec3b>(), mask.data(), p.roi.width, style.outlineColour);
+            }
+        }
+    });
+}
+
+cv::Mat overlay(const cv::Mat& imageRgb, const at::Tensor& labels, const InputMapping& mapping,
+                const OverlayStyle& style, const std::vector<int>* colourOf)
+{
+    cv::Mat out;
+    overlayInto(imageRgb, labels, mapping, style, out, colourOf);
     return out;
 }
 
-cv::Mat highlight(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask, int64_t blockH, int64_t blockW,
-                  const InputMapping& mapping, cv::Vec3b colour)
+void highlightInto(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask, int64_t blockH, int64_t blockW,
+                   const InputMapping& mapping, cv::Vec3b colour, cv::Mat& out)
 {
+    if (out.data && out.data == baseRgb.data) {
+        const cv::Mat source = baseRgb;
+        out = cv::Mat();
+        highlightInto(source, blockMask, blockH, blockW, mapping, colour, out);
+        return;
+    }
     requireRgb(baseRgb, "highlight: the image");
     if (blockH <= 0 || blockW <= 0 || static_cast<int64_t>(blockMask.size()) != blockH * blockW)
         throw std::invalid_argument("highlight: the block mask must have blockH * blockW entries");
@@ -313,24 +378,34 @@ cv::Mat highlight(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask,
         selected.at<int32_t>(static_cast<int>(i / blockW), static_cast<int>(i % blockW)) = blockMask[i] ? 1 : 0;
     const Placement p = place(selected, mapping, baseRgb.size());
 
-    cv::Mat out(baseRgb.size(), CV_8UC3);
+    out.create(baseRgb.size(), CV_8UC3);
     const double dim = 0.35;
     scaleOutside(baseRgb, out, p.roi, dim);
     if (p.roi.empty())
-        return out;
+        return;
     const cv::Mat image = baseRgb(p.roi);
     cv::Mat target = out(p.roi);
     cv::Mat keep;
     cv::compare(p.rows, 0, keep, cv::CMP_NE);
+    const int thickness = std::max(2, static_cast<int>(std::lround(std::min(baseRgb.cols, baseRgb.rows) / 300.0)));
+    const Outline edges(p, thickness);
     cv::parallel_for_(cv::Range(0, p.roi.height), [&](const cv::Range& range) {
+        std::vector<uchar> mask(p.roi.width);
         for (int y = range.start; y < range.end; ++y) {
             cv::Mat dst = target.row(y);
             image.row(y).convertTo(dst, -1, dim);
             image.row(y).copyTo(dst, keep.row(p.rowOf[y]));
+            edges.row(y, mask.data());
+            paintRow(dst.ptr<cv::Vec3b>(), mask.data(), p.roi.width, colour);
         }
     });
-    const int thickness = std::max(2, static_cast<int>(std::lround(std::min(baseRgb.cols, baseRgb.rows) / 300.0)));
-    paintMask(target, boundaryMask(p, thickness), colour);
+}
+
+cv::Mat highlight(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask, int64_t blockH, int64_t blockW,
+                  const InputMapping& mapping, cv::Vec3b colour)
+{
+    cv::Mat out;
+    highlightInto(baseRgb, blockMask, blockH, blockW, mapping, colour, out);
     return out;
 }
 
@@ -370,4 +445,4 @@ void writeImageAtomic(const std::string& path, const cv::Mat& rgbOr16bit)
     writeFileAtomic(path, bytes.data(), bytes.size());
 }
 
-}  // namespace fec::imaging
+} // namespace fec::imaging

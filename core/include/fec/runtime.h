@@ -35,7 +35,8 @@ std::size_t releaseCachedCpuMemory();
 /// Bytes currently held in the cache (not in use by tensors).
 std::size_t cachedCpuBytes();
 
-/// installCachingCpuAllocator() + setThreadCount(threads). Returns the thread count.
+/// installCachingCpuAllocator(), glibc malloc kept from unmapping freed memory (same reason),
+/// and setThreadCount(threads). Call once at start-up. Returns the thread count.
 int initRuntime(int threads);
 
 /// OpenMP busy-waits between parallel regions; with as many threads as cores that starves

@@ -131,16 +131,25 @@ Layout layoutFigure(const std::vector<FigureRow>& rows, const FigureOptions& opt
         RowLayout r;
         r.top = y;
         const double panelTop = y + titleBlock;
+        // A row is as tall as its tallest picture once fitted into panel x panel, so that a row of
+        // landscape photos leaves no empty band.
+        double height = 0;
+        for (const auto& p : row.panels)
+            if (!p.image.isNull())
+                height = std::max(
+                    height, std::ceil(panel * std::min(1.0, static_cast<double>(p.image.height()) / p.image.width())));
+        if (height <= 0)
+            height = panel;
         for (size_t c = 0; c < row.panels.size(); ++c) {
             const double x = gridLeft + c * (panel + kGap);
             r.titles.emplace_back(x, y, panel, titleHeight);
-            r.panels.emplace_back(x, panelTop, panel, panel);
+            r.panels.emplace_back(x, panelTop, panel, height);
         }
         if (anyLabel)
-            r.label = QRectF(kMargin, panelTop, labelWidth, panel);
+            r.label = QRectF(kMargin, panelTop, labelWidth, height);
         double legendHeight = 0;
-        r.legend = layoutLegend(fonts, row.legend, gridLeft, panelTop + panel + 6, gridWidth, &legendHeight);
-        y = panelTop + panel + (legendHeight > 0 ? 6 + legendHeight : 0) + kGap * 2;
+        r.legend = layoutLegend(fonts, row.legend, gridLeft, panelTop + height + 6, gridWidth, &legendHeight);
+        y = panelTop + height + (legendHeight > 0 ? 6 + legendHeight : 0) + kGap * 2;
         layout.rows.push_back(std::move(r));
     }
     y -= kGap * 2;
@@ -292,7 +301,7 @@ QByteArray renderPdf(const std::vector<FigureRow>& rows, const Layout& layout, c
     return bytes;
 }
 
-}  // namespace
+} // namespace
 
 void writeFigure(const std::vector<FigureRow>& rows, const QString& path, const FigureOptions& options)
 {
@@ -331,4 +340,4 @@ QImage toQImage(const cv::Mat& rgb)
     throw std::invalid_argument("toQImage: expected an 8-bit RGB or grey image");
 }
 
-}  // namespace fec::figure
+} // namespace fec::figure

@@ -16,8 +16,8 @@ namespace fec::imaging {
 
 /// Which per-cluster features K-means sees.
 enum class MergeFeatures {
-    KeyCentres,       ///< pooled key centres (Kc) of the last ClusterPool: the authors' figures
-    Representatives,  ///< representatives (R) of the last ClusterPool: the paper's text
+    KeyCentres,      ///< pooled key centres (Kc) of the last ClusterPool: the authors' figures
+    Representatives, ///< representatives (R) of the last ClusterPool: the paper's text
 };
 
 /// One merge of the final level's non-empty clusters into k groups.
@@ -38,7 +38,8 @@ struct KMeansMerge {
 /// needs from the pyramid. Not thread-safe (merges are cached).
 class ClusterMerger {
 public:
-    /// Throws std::invalid_argument when the pyramid has no levels or no features for its last pool.
+    /// Throws std::invalid_argument when the pyramid has no levels, no features for its last pool,
+    /// or non-finite features.
     explicit ClusterMerger(const SegmentPyramid& pyramid, MergeFeatures features = MergeFeatures::KeyCentres,
                            int attempts = 8, uint64_t seed = 0);
 
@@ -70,7 +71,7 @@ private:
     std::vector<int> inheritColours(const std::vector<int>& groupOfCluster, int k) const;
 
     cv::Mat m_features;
-    std::vector<int32_t> m_blockCluster;  // compact final-level label of every block
+    std::vector<int32_t> m_blockCluster; // compact final-level label of every block
     std::vector<int64_t> m_clusterPixels;
     int64_t m_blockH = 0, m_blockW = 0;
     int m_blockSize = 1;
@@ -79,4 +80,4 @@ private:
     std::map<int, KMeansMerge> m_merges;
 };
 
-}  // namespace fec::imaging
+} // namespace fec::imaging

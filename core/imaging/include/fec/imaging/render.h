@@ -27,16 +27,17 @@ cv::Vec3b paletteColour(int index);
 struct OverlayStyle {
     enum class Mode { Fill, Outline, Both };
     Mode mode = Mode::Both;
-    double opacity = 0.45;        ///< fill weight in [0, 1]; 1 paints the palette colour exactly
+    double opacity = 0.45; ///< fill weight in [0, 1]; 1 paints the palette colour exactly
     /// Median filter of the label map for display only, in label-map pixels (0 = off, else odd).
     /// Kernels above 5 apply only when the labels fit in 8 bits (at most 255 labels); otherwise 5.
     int medianKernel = 0;
-    int outlineThickness = 1;     ///< outline width in image pixels
+    int outlineThickness = 1; ///< outline width in image pixels
     cv::Vec3b outlineColour{255, 255, 255};
 };
 
 /// Colours a label map [h, w] (int32): label i gets paletteColour(colourOf ? (*colourOf)[i] : i),
 /// negative labels (and labels beyond colourOf) are black. Returns h x w CV_8UC3 RGB.
+/// Throws std::invalid_argument for a non-2-D map or a label of 2^20 or more.
 cv::Mat colourise(const at::Tensor& labels, const std::vector<int>* colourOf = nullptr);
 
 /// Draws a label map of the model input over the original image. `labels` ([h, w] int32) covers
@@ -44,9 +45,16 @@ cv::Mat colourise(const at::Tensor& labels, const std::vector<int>* colourOf = n
 /// `mapping` with nearest neighbour (original pixel x takes the label at model coordinate
 /// floor((x + 0.5 - offsetX) / scaleX)). Pixels outside the crop are darkened by 50% and get no
 /// label; negative labels leave the image as it is. Returns an RGB image of the image's size.
-/// Throws std::invalid_argument when the image does not match the mapping or labels are not 2-D.
+/// Throws std::invalid_argument when the image does not match the mapping, the labels are not
+/// 2-D, or a label is 2^20 or more.
 cv::Mat overlay(const cv::Mat& imageRgb, const at::Tensor& labels, const InputMapping& mapping,
                 const OverlayStyle& style, const std::vector<int>* colourOf = nullptr);
+/// Same, drawn into `out`, whose buffer is reused when it already has the image's size and type.
+/// Redrawing a large photo (style changes, a new k) should keep one `out`: a fresh 12 MP buffer
+/// can cost more in page faults than the drawing. When `out` is the image itself, a new buffer is
+/// allocated.
+void overlayInto(const cv::Mat& imageRgb, const at::Tensor& labels, const InputMapping& mapping,
+                 const OverlayStyle& style, cv::Mat& out, const std::vector<int>* colourOf = nullptr);
 
 /// Emphasises a selection on an already drawn image (same size as the mapping's image): dims
 /// everything outside the block mask ([blockH * blockW], non-zero = selected, on the model input's
@@ -54,10 +62,13 @@ cv::Mat overlay(const cv::Mat& imageRgb, const at::Tensor& labels, const InputMa
 /// at least 2 px). Throws std::invalid_argument on size mismatches.
 cv::Mat highlight(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask, int64_t blockH, int64_t blockW,
                   const InputMapping& mapping, cv::Vec3b colour);
+/// Same, drawn into `out` (reused like overlayInto's).
+void highlightInto(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask, int64_t blockH, int64_t blockW,
+                   const InputMapping& mapping, cv::Vec3b colour, cv::Mat& out);
 
 /// Encodes an image in the format of the path's extension and writes it atomically. Accepts
 /// CV_8UC3 (RGB), CV_8UC4 (RGBA), CV_8UC1 and CV_16UC1 (only .png, .tif, .tiff: 16-bit grey).
 /// Throws std::runtime_error naming the file.
 void writeImageAtomic(const std::string& path, const cv::Mat& rgbOr16bit);
 
-}  // namespace fec::imaging
+} // namespace fec::imaging

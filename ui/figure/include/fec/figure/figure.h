@@ -20,7 +20,7 @@ namespace fec::figure {
 /// One picture of the grid with the title shown above it (e.g. "Level 2 · 196 clusters (9 empty)").
 struct FigurePanel {
     QString title;
-    QImage image;  ///< drawn scaled to fit the panel, aspect kept; a null image leaves a grey box
+    QImage image; ///< drawn scaled to fit the panel, aspect kept; a null image leaves a grey box
 };
 
 /// Colour swatches with their meaning, drawn under a row.
@@ -30,15 +30,15 @@ struct FigureLegend {
 
 /// One row of the grid: usually one input image and its views.
 struct FigureRow {
-    QString label;  ///< drawn left of the row; may be empty
+    QString label; ///< drawn left of the row; may be empty
     std::vector<FigurePanel> panels;
-    FigureLegend legend;  ///< optional: nothing is drawn when it has no entries
+    FigureLegend legend; ///< optional: nothing is drawn when it has no entries
 };
 
 struct FigureOptions {
-    int panelSize = 256;  ///< longest side of a panel in pixels at 96 dpi (i.e. 1/96 inch units)
-    int dpi = 300;        ///< PNG pixels per inch and PDF resolution; SVG is written at 96 dpi
-    QString caption;      ///< wrapped under the grid; may be empty
+    int panelSize = 256; ///< longest side of a panel in pixels at 96 dpi (i.e. 1/96 inch units)
+    int dpi = 300;       ///< PNG pixels per inch and PDF resolution; SVG is written at 96 dpi
+    QString caption;     ///< wrapped under the grid; may be empty
 };
 
 /// Writes the figure in the format of the path's extension (.png, .svg or .pdf, any case),
@@ -53,4 +53,4 @@ void writeFigure(const std::vector<FigureRow>& rows, const QString& path, const 
 /// Throws std::invalid_argument for other types.
 QImage toQImage(const cv::Mat& rgb);
 
-}  // namespace fec::figure
+} // namespace fec::figure

@@ -145,10 +145,11 @@ public:
             throw std::invalid_argument("--median must be 0 or an odd size >= 3");
 
         // Figures need a Qt GUI application (fonts); none is shown.
+        // Qt consumes the arguments it understands from argv, so they are fresh for every run.
         std::unique_ptr<QGuiApplication> app;
-        static int qtArgc = 3;
-        static char arg0[] = "fec", arg1[] = "-platform", arg2[] = "offscreen";
-        static char* qtArgv[] = {arg0, arg1, arg2, nullptr};
+        int qtArgc = 3;
+        char arg0[] = "fec", arg1[] = "-platform", arg2[] = "offscreen";
+        char* qtArgv[] = {arg0, arg1, arg2, nullptr};
         if (!formats.empty() && !QCoreApplication::instance())
             app = std::make_unique<QGuiApplication>(qtArgc, qtArgv);
 

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace fec {
 
@@ -74,6 +75,8 @@ at::Tensor normalizeLast(const at::Tensor& x)
 // two centres (division by a positive number is monotone).
 at::Tensor inverseNorms(const at::Tensor& x)
 {
+    if (at::GradMode::is_enabled())  // in-place ops would overwrite what backward needs
+        return (x * x).sum(-1).sqrt().clamp_min(kCosEps).reciprocal().unsqueeze(-1);
     return (x * x).sum(-1).sqrt_().clamp_min_(kCosEps).reciprocal_().unsqueeze(-1);
 }
 
@@ -158,6 +161,94 @@ at::Tensor representatives(const at::Tensor& vCentres, const at::Tensor& v, cons
     return (sum.view({g, o, d}) + vCentres) / (count + 1.0);
 }
 
+// Training helpers. They work on [B, H, W, C] token tensors seen as [B*H*W, C] rows, with
+// matrix products that add the bias themselves and the norms' affines and the layer scales
+// folded into the neighbouring weights (small tensors): the same function with fewer passes
+// over the activations, which is most of a training step's cost besides the products.
+
+// Layer norm over (H, W, C) of tokens without affine: GroupNorm(1, C) before its affine.
+at::Tensor normalizeTokens(const at::Tensor& t)
+{
+    return at::layer_norm(t, {t.size(1), t.size(2), t.size(3)}, {}, {}, kNormEps);
+}
+
+// A 1x1 convolution / Linear weight as a [out, in] matrix.
+at::Tensor matrixOf(const at::Tensor& w)
+{
+    return w.dim() == 4 ? w.flatten(1) : w;
+}
+
+// y = x W^T + b for rows x [M, in], by oneDNN's 1x1 convolution on the rows seen as a
+// channels-last image: about twice the speed of the BLAS product here for these shapes. Called
+// directly: at::conv2d's heuristics pick a slower kernel for single-image 1x1 convolutions.
+at::Tensor pointwiseRows(const at::Tensor& rows, const at::Tensor& w, const at::Tensor& b)
+{
+    const auto m = rows.size(0), in = rows.size(1), out = w.size(0);
+    auto image = rows.view({1, m, 1, in}).permute({0, 3, 1, 2});
+    auto y = at::mkldnn_convolution(image, w.contiguous().view({out, in, 1, 1}), b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt,
+                                    {0, 0}, {1, 1}, {1, 1}, 1);
+    return y.permute({0, 2, 3, 1}).reshape({m, out});
+}
+
+// The same product with its input gradient also by convolution and the weight gradient by
+// one matrix product (LibTorch's convolution backward is slow on channels-last inputs).
+struct PointwiseFunction : public torch::autograd::Function<PointwiseFunction> {
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& rows, const at::Tensor& w,
+                              const at::Tensor& b)
+    {
+        ctx->save_for_backward({rows, w});
+        return pointwiseRows(rows, w, b);
+    }
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads)
+    {
+        const auto saved = ctx->get_saved_variables();
+        const auto& rows = saved[0];
+        const auto& w = saved[1];
+        auto g = grads[0].contiguous();
+        at::Tensor gRows, gW, gB;
+        if (ctx->needs_input_grad(0))
+            gRows = pointwiseRows(g, w.t().contiguous(), {});
+        if (ctx->needs_input_grad(1))
+            gW = at::mm(g.t(), rows);
+        if (ctx->needs_input_grad(2))
+            gB = g.sum(0);
+        return {gRows, gW, gB};
+    }
+};
+
+// A linear map y = x W^T + b, optionally preceded by a per-channel affine of its input
+// (x * gamma + beta) and followed by a per-channel scale of its output: both folded into W, b.
+struct FoldedLinear {
+    at::Tensor weight, bias;
+    FoldedLinear(const at::Tensor& w, const at::Tensor& b, const at::Tensor& gamma = {}, const at::Tensor& beta = {},
+                 const at::Tensor& scale = {})
+    {
+        weight = matrixOf(w);
+        bias = b;
+        if (gamma.defined()) {
+            bias = at::addmv(bias, weight, beta);
+            weight = weight * gamma.unsqueeze(0);
+        }
+        if (scale.defined()) {
+            weight = weight * scale.unsqueeze(1);
+            bias = bias * scale;
+        }
+    }
+    // Tokens [..., in] -> [..., out].
+    at::Tensor operator()(const at::Tensor& t) const
+    {
+        auto shape = t.sizes().vec();
+        shape.back() = weight.size(0);
+        auto rows = t.reshape({-1, t.size(-1)});
+        if (rows.is_cpu() && rows.scalar_type() == at::kFloat && at::GradMode::is_enabled())
+            return PointwiseFunction::apply(rows.contiguous(), weight, bias).view(shape);
+        if (rows.is_cpu() && rows.scalar_type() == at::kFloat)
+            return pointwiseRows(rows.contiguous(), weight, bias).view(shape);
+        return at::addmm(bias, rows, weight.t()).view(shape);
+    }
+};
+
 at::Tensor toCpu(const at::Tensor& t)
 {
     return t.to(at::kCPU).contiguous();
@@ -193,6 +284,8 @@ ClusterImpl::ClusterImpl(int dim, int heads, int headDim, int proposalW, int pro
 
 at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
 {
+    if (!trace && is_training())
+        return forwardTraining(x);
     const auto b = x.size(0), height = x.size(2), width = x.size(3);
     const int regions = m_foldW * m_foldH;
     const auto h = height / m_foldW, w = width / m_foldH, n = h * w;
@@ -203,7 +296,15 @@ at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
     auto kv = splitRegions(tokens(pointwise(x, at::cat({m_f, m_v}), at::cat({m_fBias, m_vBias}))), m_foldW, m_foldH);
     auto centres = poolCentres(kv, m_proposalW, m_proposalH);  // [g, o, 2 * inner]
     auto kvFlat = kv.reshape({g, n, 2 * inner});
-    auto out = at::empty({g, n, inner}, x.options());
+    // out= kernels do not record autograd history: when training, keep each head's output and
+    // concatenate them; inference writes straight into one buffer.
+    const bool differentiable = at::GradMode::is_enabled();
+    at::Tensor out;
+    std::vector<at::Tensor> headOuts;
+    if (differentiable)
+        headOuts.reserve(m_heads);
+    else
+        out = at::empty({g, n, inner}, x.options());
 
     at::Tensor assignAll, simAll, marginAll;
     if (trace) {
@@ -229,9 +330,13 @@ at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
         const auto& a = std::get<1>(best);
 
         auto reps = representatives(valueCentres, value, a, rowOffsets);
-        auto headOut = out.narrow(2, e * m_headDim, m_headDim);
-        at::mul_out(headOut, reps.gather(1, a.unsqueeze(2).expand({g, n, m_headDim})),
-                    s.unsqueeze(2));
+        auto dispatched = reps.gather(1, a.unsqueeze(2).expand({g, n, m_headDim}));
+        if (differentiable) {
+            headOuts.push_back(dispatched * s.unsqueeze(2));
+        } else {
+            auto headOut = out.narrow(2, e * m_headDim, m_headDim);
+            at::mul_out(headOut, dispatched, s.unsqueeze(2));
+        }
 
         if (trace) {
             // Region-local centre ids become region * O + id; positions return to the full grid.
@@ -253,8 +358,64 @@ at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
         trace->similarity = toCpu(simAll);
         trace->margin = toCpu(marginAll);
     }
+    if (differentiable)
+        out = m_heads == 1 ? headOuts.front() : at::cat(headOuts, 2);
     auto merged = mergeRegions(out.view({g, h, w, inner}), m_foldW, m_foldH);
     return pointwise(fromTokens(merged), m_proj, m_projBias);
+}
+
+at::Tensor ClusterImpl::forwardTraining(const at::Tensor& x)
+{
+    return fromTokens(forwardTokens(tokens(x), {}, {}, {}));
+}
+
+at::Tensor ClusterImpl::forwardTokens(const at::Tensor& t, const at::Tensor& gamma, const at::Tensor& beta,
+                                      const at::Tensor& scale)
+{
+    const auto b = t.size(0), height = t.size(1), width = t.size(2);
+    const int regions = m_foldW * m_foldH;
+    const auto h = height / m_foldW, w = width / m_foldH, n = h * w;
+    const int64_t o = static_cast<int64_t>(m_proposalW) * m_proposalH;
+    const int64_t g = b * regions, heads = m_heads, d = m_headDim, inner = heads * d;
+
+    auto key = splitRegions(FoldedLinear(m_f, m_fBias, gamma, beta)(t), m_foldW, m_foldH);  // [g, h, w, inner]
+    auto value = splitRegions(FoldedLinear(m_v, m_vBias, gamma, beta)(t), m_foldW, m_foldH);
+    auto keyCentres = normalizeLast(poolCentres(key, m_proposalW, m_proposalH).view({g, o, heads, d}));
+    auto valueCentres = poolCentres(value, m_proposalW, m_proposalH).view({g, o, heads, d});
+    auto keys = key.reshape({g, n, inner});
+
+    // All heads in one product: keys [g, n, heads*d] times the block-diagonal matrix of the
+    // unit centres [g, heads*d, heads*o] gives every head's dots [g, n, heads, o].
+    auto eye = at::eye(heads, t.options()).view({1, heads, 1, heads, 1});
+    auto blocks = (keyCentres.permute({0, 2, 3, 1}).unsqueeze(3) * eye).reshape({g, inner, heads * o});
+    auto dots = at::bmm(keys, blocks).view({g, n, heads, o});
+    auto scaleSim = inverseNorms(keys.view({g, n, heads, d})) * m_alpha;  // [g, n, heads, 1]
+    auto sim = at::addcmul(m_beta, dots, scaleSim).sigmoid();
+    auto best = sim.max(3);
+    const auto& s = std::get<0>(best);  // [g, n, heads]
+    const auto& a = std::get<1>(best);
+
+    // Sums and dispatch as products with the one-hot assignment matrix assign [g, n, heads*o]:
+    // parallel matrix products instead of serial index_add (for the sums, only the diagonal
+    // head blocks of assign^T values are kept; the dispatch multiplies by the block-diagonal
+    // representatives).
+    at::Tensor assign, count;
+    {
+        at::NoGradGuard noGrad;
+        assign = at::zeros({g, n, heads, o}, t.options()).scatter_(3, a.unsqueeze(3), 1.0);
+        count = assign.sum(1).view({g, heads, o, 1});
+    }
+    auto flatAssign = assign.view({g, n, heads * o});
+    auto sums = at::bmm(flatAssign.transpose(1, 2), value.reshape({g, n, inner}))  // [g, heads*o, inner]
+                    .view({g, heads, o, heads, d})
+                    .diagonal(0, 1, 3)                                                 // [g, o, d, heads]
+                    .permute({0, 3, 1, 2});                                            // [g, heads, o, d]
+    auto reps = (sums + valueCentres.permute({0, 2, 1, 3})) / (count + 1.0);
+    auto repBlocks = (reps.unsqueeze(3) * eye.view({1, heads, 1, heads, 1})).reshape({g, heads * o, inner});
+    auto weights = (assign * s.unsqueeze(3)).view({g, n, heads * o});
+    auto out = at::bmm(weights, repBlocks);  // [g, n, inner]: s(n) * R[a(n)] for every head
+    auto merged = mergeRegions(out.view({g, h, w, inner}), m_foldW, m_foldH);
+    return FoldedLinear(m_proj, m_projBias, {}, {}, scale)(merged);
 }
 
 ClusterBlockImpl::ClusterBlockImpl(int dim, int hidden, int heads, int headDim, int proposalW,
@@ -271,8 +432,16 @@ ClusterBlockImpl::ClusterBlockImpl(int dim, int hidden, int heads, int headDim, 
     std::tie(m_fc2W, m_fc2B) = affine(*mlp, "fc2", {dim, hidden}, dim);
 }
 
+void ClusterBlockImpl::setDropPath(double rate)
+{
+    TORCH_CHECK(rate >= 0.0 && rate < 1.0, "drop-path rate must be in [0, 1), got ", rate);
+    m_dropPath = rate;
+}
+
 at::Tensor ClusterBlockImpl::forward(const at::Tensor& x, BlockTrace* trace, at::Tensor* mixerOut)
 {
+    if (!trace && !mixerOut && is_training())
+        return forwardTraining(x);
     // Element-wise work runs on [B, H, W, C] token views: LibTorch 1.13's kernels are up to 6x
     // slower on the same memory seen as a channels-last NCHW tensor.
     auto mixed = m_mixer->forward(at::group_norm(x, 1, m_norm1W, m_norm1B, kNormEps), trace);
@@ -281,6 +450,24 @@ at::Tensor ClusterBlockImpl::forward(const at::Tensor& x, BlockTrace* trace, at:
     auto y = fromTokens(at::addcmul(tokens(x), tokens(mixed), m_scale1));
     auto hidden = fromTokens(at::gelu(tokens(pointwise(at::group_norm(y, 1, m_norm2W, m_norm2B, kNormEps), m_fc1W, m_fc1B))));
     return fromTokens(at::addcmul(tokens(y), tokens(pointwise(hidden, m_fc2W, m_fc2B)), m_scale2));
+}
+
+at::Tensor ClusterBlockImpl::forwardTraining(const at::Tensor& x)
+{
+    auto t = tokens(x);
+    // Stochastic depth: each sample keeps each residual branch with probability 1 - rate,
+    // scaled by 1 / (1 - rate) (timm's drop_path). Masks come from the default generator.
+    auto residual = [&](const at::Tensor& base, const at::Tensor& branch) {
+        if (m_dropPath <= 0.0)
+            return base + branch;
+        const double keep = 1.0 - m_dropPath;
+        auto mask = at::empty({t.size(0), 1, 1, 1}, t.options()).bernoulli_(keep).div_(keep);
+        return at::addcmul(base, branch, mask);
+    };
+    // norm1's affine and layer_scale_1 are folded into the mixer's f, v and proj.
+    auto y = residual(t, m_mixer->forwardTokens(normalizeTokens(t), m_norm1W, m_norm1B, m_scale1));
+    auto hidden = at::gelu(FoldedLinear(m_fc1W, m_fc1B, m_norm2W, m_norm2B)(normalizeTokens(y)));
+    return fromTokens(residual(y, FoldedLinear(m_fc2W, m_fc2B, {}, {}, m_scale2)(hidden)));
 }
 
 ClusterPoolImpl::ClusterPoolImpl(int inDim, int outDim, int foldW, int foldH)
@@ -294,6 +481,8 @@ ClusterPoolImpl::ClusterPoolImpl(int inDim, int outDim, int foldW, int foldH)
 
 at::Tensor ClusterPoolImpl::forward(const at::Tensor& x, PoolTrace* trace)
 {
+    if (!trace && is_training())
+        return forwardTraining(x);
     const auto b = x.size(0), height = x.size(2), width = x.size(3);
     const int regions = m_foldW * m_foldH;
     const auto h = height / m_foldW, w = width / m_foldH, n = h * w;
@@ -302,7 +491,12 @@ at::Tensor ClusterPoolImpl::forward(const at::Tensor& x, PoolTrace* trace)
     const auto c = m_fW.size(0);
 
     auto skip = at::conv2d(x, m_skipW, m_skipB, /*stride=*/2, /*padding=*/1);
-    auto kv = splitRegions(tokens(pointwise(x, at::cat({m_fW, m_vW}), at::cat({m_fB, m_vB}))), m_foldW, m_foldH);
+    // conv_f only feeds the hard arg-max: detached when gradients are recorded, it gets none at
+    // all (as in PyTorch, where its .grad stays None) instead of a zero one.
+    const bool differentiable = at::GradMode::is_enabled();
+    auto fW = differentiable ? m_fW.detach() : m_fW;
+    auto fB = differentiable ? m_fB.detach() : m_fB;
+    auto kv = splitRegions(tokens(pointwise(x, at::cat({fW, m_vW}), at::cat({fB, m_vB}))), m_foldW, m_foldH);
     auto centres = poolCentres(kv, oh, ow);  // [g, m, 2c]
     auto kvFlat = kv.reshape({g, n, 2 * c});
     auto key = kvFlat.narrow(2, 0, c);
@@ -334,6 +528,30 @@ at::Tensor ClusterPoolImpl::forward(const at::Tensor& x, PoolTrace* trace)
         trace->representatives = layout(reps);
     }
     return fromTokens(tokens(skip) + tokens(at::group_norm(fromTokens(pooled), 1, m_normW, m_normB, kNormEps)));
+}
+
+at::Tensor ClusterPoolImpl::forwardTraining(const at::Tensor& x)
+{
+    const auto b = x.size(0), height = x.size(2), width = x.size(3);
+    const int regions = m_foldW * m_foldH;
+    const auto h = height / m_foldW, w = width / m_foldH, n = h * w;
+    const auto oh = h / 2, ow = w / 2;
+    const auto g = b * regions;
+    const auto c = m_fW.size(0);
+
+    auto t = tokens(x);
+    auto skip = tokens(at::conv2d(x, m_skipW, m_skipB, /*stride=*/2, /*padding=*/1));
+    at::Tensor assign;
+    {
+        at::NoGradGuard noGrad;  // the hard assignment has no gradient; conv_f gets none
+        auto key = splitRegions(FoldedLinear(m_fW, m_fB)(t), m_foldW, m_foldH);
+        auto keyCentres = normalizeLast(poolCentres(key, oh, ow));
+        assign = at::bmm(key.reshape({g, n, c}), keyCentres.transpose(1, 2)).argmax(2);
+    }
+    auto value = splitRegions(FoldedLinear(m_vW, m_vB)(t), m_foldW, m_foldH);
+    auto reps = representatives(poolCentres(value, oh, ow), value.reshape({g, n, c}), assign);  // [g, m, c]
+    auto pooled = mergeRegions(reps.view({g, oh, ow, c}), m_foldW, m_foldH);
+    return fromTokens(at::addcmul(skip + m_normB, normalizeTokens(pooled), m_normW));
 }
 
 FecModelImpl::FecModelImpl(const FecConfig& config) : m_config(config)
@@ -382,6 +600,19 @@ FecModelImpl::FecModelImpl(const FecConfig& config) : m_config(config)
             t.normal_(0.0, 0.02).clamp_(-0.04, 0.04);
         }
     }
+}
+
+void FecModelImpl::setDropPath(double rate)
+{
+    TORCH_CHECK(rate >= 0.0 && rate < 1.0, "drop-path rate must be in [0, 1), got ", rate);
+    int total = 0;
+    for (const auto& stage : m_blocks)
+        total += static_cast<int>(stage.size());
+    int index = 0;
+    for (auto& stage : m_blocks)
+        for (auto& block : stage)
+            block->setDropPath(total > 1 ? rate * index++ / (total - 1) : 0.0);
+    m_dropPath = rate;
 }
 
 int64_t FecModelImpl::parameterCount() const

@@ -268,6 +268,10 @@ void addImageCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& comm
     commands.push_back(std::make_unique<PredictCommand>(app));
 #endif
     commands.push_back(std::make_unique<TraceCommand>(app));
+    addTrainCommands(app, commands);
+#ifdef FEC_WITH_FIGURES
+    addExplainCommand(app, commands);
+#endif
 }
 
 }  // namespace fec::cli

@@ -24,8 +24,8 @@ std::string lowerExtension(const fs::path& p)
 
 bool isImageFile(const fs::path& p)
 {
-    static const std::set<std::string> kExtensions{".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
-                                                   ".pgm", ".ppm", ".pnm", ".jp2"};
+    static const std::set<std::string> kExtensions{".jpg",  ".jpeg", ".png", ".bmp", ".tif", ".tiff",
+                                                   ".webp", ".pgm",  ".ppm", ".pnm", ".jp2"};
     return kExtensions.count(lowerExtension(p)) > 0;
 }
 
@@ -33,9 +33,9 @@ std::vector<std::string> imagesUnder(const fs::path& folder)
 {
     std::vector<std::string> found;
     std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink |
-                                                                fs::directory_options::skip_permission_denied,
-                                                    ec);
+    for (auto it = fs::recursive_directory_iterator(
+             folder, fs::directory_options::follow_directory_symlink | fs::directory_options::skip_permission_denied,
+             ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (it->is_regular_file(ec) && isImageFile(it->path()))
             found.push_back(it->path().string());
@@ -55,7 +55,7 @@ std::vector<std::string> classFolders(const fs::path& root)
     return names;
 }
 
-}  // namespace
+} // namespace
 
 ImageFolder::ImageFolder(const std::string& root, std::vector<std::string> classNames) : m_root(root)
 {
@@ -106,7 +106,7 @@ train::Sample ImageFolder::get(int64_t index) const
 {
     const auto& path = m_files.at(static_cast<size_t>(index));
     const auto ext = lowerExtension(path);
-    cv::Mat decoded;  // BGR from imread, RGB from loadImageRgb
+    cv::Mat decoded; // BGR from imread, RGB from loadImageRgb
     bool reversed = true;
     try {
         if (ext == ".jpg" || ext == ".jpeg") {
@@ -115,7 +115,7 @@ train::Sample ImageFolder::get(int64_t index) const
             if (decoded.empty())
                 throw ImageError(path + ": not a readable image (truncated or corrupt)");
         } else {
-            decoded = loadImageRgb(path);  // alpha over white, 16-bit scaled, like `fec predict`
+            decoded = loadImageRgb(path); // alpha over white, 16-bit scaled, like `fec predict`
             reversed = false;
         }
     } catch (const ImageError& e) {
@@ -145,4 +145,4 @@ std::string ImageFolder::description() const
            std::to_string(m_classes.size()) + " classes)";
 }
 
-}  // namespace fec::imaging
+} // namespace fec::imaging

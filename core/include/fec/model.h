@@ -63,8 +63,15 @@ class ClusterImpl : public torch::nn::Module {
 public:
     ClusterImpl(int dim, int heads, int headDim, int proposalW, int proposalH, int foldW, int foldH);
     at::Tensor forward(const at::Tensor& x, BlockTrace* trace = nullptr);
+    /// Training-mode forward on tokens [B, H, W, C] (all heads at once, autograd-friendly):
+    /// scale * proj(mix(t * gamma + beta)), with the optional per-channel input affine
+    /// (gamma, beta) and output scale folded into the weights. Returns tokens [B, H, W, C].
+    at::Tensor forwardTokens(const at::Tensor& t, const at::Tensor& gamma, const at::Tensor& beta,
+                             const at::Tensor& scale);
 
 private:
+    at::Tensor forwardTraining(const at::Tensor& x);
+
     int m_heads, m_headDim, m_proposalW, m_proposalH, m_foldW, m_foldH;
     at::Tensor m_f, m_fBias, m_v, m_vBias, m_proj, m_projBias, m_alpha, m_beta;
     torch::nn::Module* m_fModule;
@@ -80,8 +87,14 @@ public:
                      int foldW, int foldH);
     at::Tensor forward(const at::Tensor& x, BlockTrace* trace = nullptr,
                        at::Tensor* mixerOut = nullptr);
+    /// Stochastic depth for both residual branches, applied only in training mode.
+    void setDropPath(double rate);
+    double dropPath() const { return m_dropPath; }
 
 private:
+    at::Tensor forwardTraining(const at::Tensor& x);
+
+    double m_dropPath = 0.0;
     Cluster m_mixer{nullptr};
     at::Tensor m_norm1W, m_norm1B, m_norm2W, m_norm2B, m_scale1, m_scale2;
     at::Tensor m_fc1W, m_fc1B, m_fc2W, m_fc2B;
@@ -95,6 +108,8 @@ public:
     at::Tensor forward(const at::Tensor& x, PoolTrace* trace = nullptr);
 
 private:
+    at::Tensor forwardTraining(const at::Tensor& x);
+
     int m_foldW, m_foldH;
     at::Tensor m_fW, m_fB, m_vW, m_vB, m_skipW, m_skipB, m_normW, m_normB;
 };
@@ -112,6 +127,11 @@ public:
     Trace forwardTraced(const at::Tensor& x, const TraceOptions& options = {});
 
     const FecConfig& config() const { return m_config; }
+    /// Stochastic depth for training (identity in eval mode): block k of the K blocks (all
+    /// stages in order) drops its residual branches per sample with probability
+    /// rate * k / (K - 1), like the authors' linspace(0, drop_path_rate). 0 disables it.
+    void setDropPath(double rate);
+    double dropPath() const { return m_dropPath; }
     /// Number of parameters.
     int64_t parameterCount() const;
 
@@ -119,6 +139,7 @@ private:
     at::Tensor run(const at::Tensor& x, Trace* trace, const TraceOptions& options);
 
     FecConfig m_config;
+    double m_dropPath = 0.0;
     at::Tensor m_embedW, m_embedB;
     std::vector<ClusterBlock> m_blocks[4];
     std::vector<ClusterPool> m_pools;

@@ -38,4 +38,4 @@ private:
     std::vector<int64_t> m_labels;
 };
 
-}  // namespace fec::imaging
+} // namespace fec::imaging

@@ -1,0 +1,160 @@
+#pragma once
+
+// The training loop: data, recipe, checkpoints (timm layout + everything needed to resume
+// exactly), validation, metrics (JSON lines + TensorBoard), cancellation, data parallelism.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "fec/checkpoint.h"
+#include "fec/config.h"
+#include "fec/train/augment.h"
+#include "fec/train/dataset.h"
+
+namespace fec::train {
+
+class DistContext;
+
+/// Everything a run is made of. Defaults follow the authors' recipe where it fits small runs.
+struct TrainOptions {
+    // Model
+    FecConfig config = FecConfig::small();       ///< architecture of a new model (numClasses is set from the data)
+    std::string checkpoint;                      ///< start from these weights (fine-tuning); empty: random init
+    WeightsChoice weights = WeightsChoice::Auto; ///< which weights of `checkpoint`
+    std::vector<int> freezeStages; ///< stages whose parameters are not trained (0 also freezes patch_embed)
+    double dropPath = 0.1;         ///< stochastic depth rate of the last block
+
+    // Data
+    int size = 224;         ///< input side (multiple of the model's sizeMultiple())
+    int batch = 64;         ///< images per process and micro-batch
+    int accum = 1;          ///< micro-batches per optimizer step
+    int workers = 2;        ///< loader threads (0: load in the training thread)
+    AugmentOptions augment; ///< size is overwritten with `size`
+    MixOptions mix;         ///< MixUp / CutMix / label smoothing
+    std::string evalResize; ///< "squash" or "crop"; empty: the dataset's preference
+
+    // Recipe
+    int epochs = 10;
+    int64_t maxSteps = 0; ///< > 0: stop after this many optimizer steps (the schedule ends there)
+    double lr = 1e-3, minLr = 1e-5, warmupLr = 1e-6;
+    double warmupEpochs = 1.0;
+    double weightDecay = 0.05;
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    double clipGrad = 0.0; ///< > 0: clip the global gradient norm
+    double emaDecay = 0.0; ///< > 0: keep an EMA of the weights (e.g. 0.9998)
+    uint64_t seed = 0;
+
+    // Run
+    std::string outDir;         ///< run folder (created)
+    bool resume = false;        ///< continue from outDir/last.pth.tar
+    int logEvery = 10;          ///< optimizer steps between train metric lines (1 = every step)
+    bool tensorboard = true;    ///< also write events.out.tfevents.*
+    std::string device = "cpu"; ///< "cpu", "cuda", "cuda:N" (per-rank: cuda:LOCAL_RANK)
+    std::string argsJson;       ///< free-form record of how the run was started (stored in run.json)
+};
+
+/// Serialises the hyper-parameters (not the datasets) as JSON, and back.
+std::string optionsToJson(const TrainOptions& options);
+/// Overwrites the fields present in `json`; throws std::invalid_argument on a malformed value.
+void optionsFromJson(const std::string& json, TrainOptions& options);
+
+/// One step's or one epoch's measurements, as written to metrics.jsonl.
+struct TrainEvent {
+    std::string phase; ///< "train" or "val"
+    int epoch = 0;     ///< 0-based epoch the step belongs to
+    int64_t step = 0;  ///< optimizer steps completed
+    int64_t totalSteps = 0;
+    double loss = 0, lr = 0;
+    std::optional<double> top1, top5; ///< percent, where measured
+    std::optional<double> emaLoss, emaTop1, emaTop5;
+    double imagesPerSecond = 0;
+    double time = 0;    ///< seconds since the epoch (Unix time)
+    double elapsed = 0; ///< seconds since this process started training
+};
+
+/// The metrics.jsonl line of an event (one JSON object, no newline).
+std::string eventToJson(const TrainEvent& event);
+
+using TrainCallback = std::function<void(const TrainEvent&)>;
+
+/// What a run ended with.
+struct TrainResult {
+    bool completed = false; ///< reached the last step (false: cancelled)
+    int64_t steps = 0;      ///< optimizer steps completed in total
+    int epochs = 0;         ///< epochs completed in total
+    double bestTop1 = -1;   ///< best validation top-1 (EMA's when enabled); -1 without validation
+    std::string lastCheckpoint, bestCheckpoint;
+};
+
+/// Evaluation of a model on a dataset.
+struct EvalResult {
+    double loss = 0, top1 = 0, top5 = 0; ///< mean cross-entropy; accuracies in percent
+    int64_t count = 0;
+    bool complete = true; ///< false when cancelled before the end (partial sums)
+    at::Tensor confusion; ///< [classes, classes] int64, rows true, columns predicted
+};
+
+struct EvalOptions {
+    int size = 224;
+    int batch = 64;
+    int workers = 2;
+    EvalResize resize = EvalResize::Crop;
+    bool confusion = false;
+};
+
+/// Top-1 / top-5 / loss of `model` (eval mode, no gradients) over `data`. With `dist`, each rank
+/// evaluates its shard and the sums are all-reduced. Stops early when `cancel` becomes true
+/// (on any rank): the result then has complete = false.
+EvalResult evaluate(FecModelImpl& model, const Dataset& data, const EvalOptions& options, DistContext* dist = nullptr,
+                    const std::atomic<bool>* cancel = nullptr);
+
+/// Runs (or resumes) training. `train` and `val` (may be null) must have the same classes.
+/// On rank 0 writes RUN_DIR/{run.json, metrics.jsonl, events.out.tfevents.*, last.pth.tar,
+/// best.pth.tar}. `cancel` is checked at every step; when it turns true the run stops at that
+/// step boundary after writing last.pth.tar (resume continues from there). Throws
+/// std::invalid_argument for bad options, CheckpointError, DataError, DistError.
+class Trainer {
+public:
+    /// Builds the model (new, fine-tuned from options.checkpoint, or resumed), the optimizer and
+    /// the schedule. `log` receives one-line notes for the user (rank 0 only).
+    Trainer(TrainOptions options, DatasetPtr train, DatasetPtr val, DistContext* dist = nullptr,
+            std::function<void(const std::string&)> log = {});
+    ~Trainer();
+    TrainResult run(const std::atomic<bool>* cancel = nullptr, const TrainCallback& callback = {});
+    /// The options in effect (architecture and evaluation resize resolved).
+    const TrainOptions& options() const;
+    /// Optimizer steps per epoch and in the whole run.
+    int64_t stepsPerEpoch() const;
+    int64_t totalSteps() const;
+    /// The model being trained.
+    FecModel model() const;
+
+private:
+    struct State;
+    std::unique_ptr<State> m_state;
+};
+
+/// `fec train --bench`: median seconds per optimizer step on random data.
+struct TrainBenchResult {
+    double medianSeconds = 0, minSeconds = 0, maxSeconds = 0;
+    double imagesPerSecond = 0;
+    int threads = 0;
+};
+TrainBenchResult benchmarkTraining(const FecConfig& config, int size, int batch, int steps, int warmup,
+                                   double emaDecay = 0.0, double dropPath = 0.1);
+
+/// Applies the given frozen stages: requires_grad(false) on network.(2s) and on the pool that
+/// leads into it (network.(2s-1)); stage 0 also freezes patch_embed. Throws for stages > 3.
+void freezeStages(FecModelImpl& model, const std::vector<int>& stages);
+
+/// Copies into `model` every tensor of `weights` whose key and shape match; returns the keys
+/// of `model` that kept their initial values (e.g. a new head).
+std::vector<std::string> loadMatchingWeights(FecModelImpl& model, const StateDict& weights);
+
+} // namespace fec::train

@@ -1,0 +1,100 @@
+#include "fec/ui/inference_worker.h"
+
+#include <QMetaObject>
+#include <QMutexLocker>
+
+#include "fec/runtime.h"
+#include "fec/ui/explain_pipeline.h"
+
+namespace fec::ui {
+
+InferenceWorker::InferenceWorker(std::shared_ptr<const ModelBundle> model, QObject* parent)
+    : QObject(parent), m_model(std::move(model))
+{
+    qRegisterMetaType<fec::ui::ExplainResultPtr>();
+    qRegisterMetaType<fec::ui::ExplainRequest>();
+}
+
+InferenceWorker::~InferenceWorker() = default;
+
+quint64 InferenceWorker::requestExplain(ExplainRequest request)
+{
+    QMutexLocker lock(&m_mutex);
+    if (request.requestId == 0)
+        request.requestId = m_nextId++;
+    else
+        m_nextId = std::max(m_nextId, request.requestId + 1);
+    m_pending = request;
+    m_hasPending = true;
+    m_cancel = true;  // the running request (if any) is superseded
+    m_busy = true;
+    if (!m_scheduled) {
+        m_scheduled = true;
+        QMetaObject::invokeMethod(this, &InferenceWorker::processPending, Qt::QueuedConnection);
+    }
+    return request.requestId;
+}
+
+void InferenceWorker::cancel()
+{
+    QMutexLocker lock(&m_mutex);
+    m_hasPending = false;
+    m_cancel = true;
+}
+
+void InferenceWorker::setThreadCount(int threads)
+{
+    m_threads = threads;
+}
+
+void InferenceWorker::processPending()
+{
+    // busyChanged is emitted from this thread only, so receivers see true/false in order.
+    Q_EMIT busyChanged(true);
+    for (;;) {
+        ExplainRequest request;
+        {
+            QMutexLocker lock(&m_mutex);
+            if (!m_hasPending) {
+                m_scheduled = false;
+                m_busy = false;
+                lock.unlock();
+                Q_EMIT busyChanged(false);
+                return;
+            }
+            request = m_pending;
+            m_hasPending = false;
+            m_cancel = false;
+        }
+        // OpenMP thread counts are per thread: apply the user's choice here, not on the GUI thread.
+        const int threads = m_threads.load();
+        if (threads != m_appliedThreads) {
+            fec::setThreadCount(threads);
+            m_appliedThreads = threads;
+        }
+        Q_EMIT started(request.requestId, request.imagePath);
+        ExplainResultPtr result;
+        QString error;
+        try {
+            result = runExplain(*m_model, request, &m_cancel);
+        } catch (const ExplainCancelled&) {
+            continue;
+        } catch (const std::exception& e) {
+            error = QString::fromStdString(e.what());
+        } catch (...) {
+            error = request.imagePath + QStringLiteral(": unknown error while explaining the image");
+        }
+        {
+            // A newer request or a cancel() since the start makes this result stale.
+            QMutexLocker lock(&m_mutex);
+            if (m_hasPending || m_cancel.load())
+                continue;
+        }
+        if (result)
+            Q_EMIT resultReady(result);
+        else
+            Q_EMIT failed(request.requestId, error);
+    }
+}
+
+}  // namespace fec::ui

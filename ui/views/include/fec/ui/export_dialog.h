@@ -1,0 +1,65 @@
+#pragma once
+
+// Export dialog: the current view as an image, or a paper-style figure (image, chosen levels,
+// K-means merges) as PNG/SVG/PDF at a chosen DPI; optional data files. Uses the same imaging and
+// figure code as `fec explain`, so the GUI and the CLI produce the same files.
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <QDialog>
+#include <QImage>
+#include <QStringList>
+
+#include "fec/ui/explain_result.h"
+
+namespace fec::ui {
+
+struct ExportRequest {
+    enum class Kind { CurrentView, Figure } kind = Kind::Figure;
+    QString path; ///< file to write; format from its extension (.png/.svg/.pdf)
+    int dpi = 300;
+    std::vector<int> levels; ///< 1-based levels for the figure
+    std::vector<int> ks;     ///< K-means k values for the figure
+    bool writeData = false;  ///< also levels.npy, kmeans_k<k>.npy, hierarchy.json beside the file
+};
+
+/// Progress of an export: `done` of `total` steps, the step starting now; return false to cancel.
+using ExportProgress = std::function<bool(int done, int total, const QString& step)>;
+
+class ExportDialog : public QDialog {
+    Q_OBJECT
+public:
+    /// `currentView` is what "current view" exports.
+    ExportDialog(ExplainResultPtr result, QImage currentView, QWidget* parent = nullptr);
+    ~ExportDialog() override;
+
+    /// The choices as they stand in the dialog (tests set them through setRequest).
+    ExportRequest request() const;
+    void setRequest(const ExportRequest& request);
+
+    /// Writes the files for `request` (runs in the caller's thread); throws std::runtime_error
+    /// with a message naming the file on failure.
+    static void exportTo(const ExplainResult& result, const QImage& currentView, const ExportRequest& request);
+    /// Same, reporting progress between steps. Returns the files written (figure or view first),
+    /// or an empty list when `progress` cancelled (files already written stay).
+    static QStringList exportTo(const ExplainResult& result, const QImage& currentView, const ExportRequest& request,
+                                const ExportProgress& progress);
+
+    /// Parses "3,5" (spaces allowed) into k values, each in [2, maxK]; on failure returns an empty
+    /// list and sets `error` to a sentence for the user.
+    static std::vector<int> parseKs(const QString& text, int maxK, QString* error = nullptr);
+    /// Default file name (no folder) for a result and kind: "<image stem>_fec_figure.png".
+    static QString defaultFileName(const ExplainResult& result, ExportRequest::Kind kind);
+
+public Q_SLOTS:
+    /// Validates, exports with a progress dialog, shows errors in a message box; closes on success.
+    void accept() override;
+
+private:
+    struct Private;
+    std::unique_ptr<Private> d;
+};
+
+} // namespace fec::ui

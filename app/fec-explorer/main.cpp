@@ -15,7 +15,7 @@
 int main(int argc, char** argv)
 {
     fec::ensurePassiveOpenMp(argc, argv);
-    fec::installCachingCpuAllocator();
+    fec::initRuntime(0);
 
     // The VTK 3D view needs a core-profile context; this must precede QApplication.
     QSurfaceFormat format;

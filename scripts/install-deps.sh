@@ -5,11 +5,12 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev libopenblas0-openmp
+  libtorch-dev libopenblas0-openmp libgloo-dev zlib1g-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libbenchmark-dev
   libopencv-dev
   qt6-base-dev libqt6opengl6-dev qt6-svg-dev libqcustomplot-dev libvtk9-dev
   xvfb xauth
+  dataset-fashion-mnist
 )
 
 sudo_cmd=()

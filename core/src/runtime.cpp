@@ -1,6 +1,7 @@
 #include "fec/runtime.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <malloc.h>
 #include <mutex>
@@ -25,7 +26,13 @@ class CachingCpuAllocator final : public c10::Allocator {
 public:
     explicit CachingCpuAllocator(std::size_t maxCached) : m_maxCached(maxCached) {}
 
-    c10::DataPtr allocate(std::size_t bytes) const override
+    // LibTorch 1.13 declares allocate() const; 2.x made it non-const and added copy_data().
+    // Declaring both signatures (without `override`) overrides whichever the base has.
+    c10::DataPtr allocate(std::size_t bytes) const { return allocateBlock(bytes); }
+    c10::DataPtr allocate(std::size_t bytes) { return allocateBlock(bytes); }
+    void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
+
+    c10::DataPtr allocateBlock(std::size_t bytes) const
     {
         if (bytes == 0)
             return {nullptr, nullptr, &release, c10::Device(c10::kCPU)};

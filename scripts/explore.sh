@@ -7,9 +7,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/build.sh"
 build="${FEC_BUILD_DIR:-$root/build}"
 export OMP_WAIT_POLICY=PASSIVE
-if [ -x "$build/app/fec-explorer" ]; then
-  exec "$build/app/fec-explorer" "$@"
+args=("$@")
+# The explorer loads the default model from models/ by itself. Until one is shipped, fall back to
+# the reference checkpoint and image beside the repository when they are there.
+if [ ${#args[@]} -eq 0 ] && ! ls "$root"/models/*.pth.tar >/dev/null 2>&1; then
+  ref="$root/../shared/reference"
+  if [ -f "$ref/fec_small_seed0.pth.tar" ]; then
+    args=(--checkpoint "$ref/fec_small_seed0.pth.tar" "$ref/inputs/chelsea.png")
+  fi
 fi
-# Until the explorer window exists, explain the reference image with the CLI.
-"$build/app/fec" inspect "$root/../shared/reference/fec_small_seed0.pth.tar"
-exec "$build/app/fec" predict --checkpoint "$root/../shared/reference/fec_small_seed0.pth.tar" "$root/../shared/reference/inputs/chelsea.png"
+if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  echo "No display: taking a screenshot instead (build/explorer.png)." >&2
+  exec xvfb-run -a -s "-screen 0 1400x900x24" "$build/app/fec-explorer" "${args[@]}" --screenshot "$build/explorer.png"
+fi
+exec "$build/app/fec-explorer" "${args[@]}"

@@ -393,7 +393,7 @@ LoadedModel loadCheckpoint(const std::string& path, const LoadOptions& options)
             c.variant = stored.variant;
             info.inferred.headsGuessed = false;
             info.inferred.proposalsDefaulted = false;
-            info.inferred.notes = "architecture stored in the checkpoint; ";
+            info.inferred.notes = "architecture stored in the checkpoint";
         } else {
             ConfigHints hints = options.hints;
             // The checkpoint's own `arch` (or args.model) settles heads vs head_dim.

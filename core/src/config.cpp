@@ -371,6 +371,8 @@ InferredConfig inferConfig(const ShapeMap& shapes, const ConfigHints& hints)
         out.proposalsDefaulted = false;
     }
     c.validate();
+    while (!out.notes.empty() && (out.notes.back() == ' ' || out.notes.back() == ';'))
+        out.notes.pop_back();
     return out;
 }
 

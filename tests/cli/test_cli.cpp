@@ -9,20 +9,14 @@
 
 #include "fec/cli/cli.h"
 #include "reference.h"
+#include "run_fec.h"
 
 namespace fs = std::filesystem;
 
 namespace fec {
 namespace {
 
-int runFec(std::vector<std::string> args)
-{
-    args.insert(args.begin(), "fec");
-    std::vector<char*> argv;
-    for (auto& a : args)
-        argv.push_back(a.data());
-    return cli::run(static_cast<int>(argv.size()), argv.data());
-}
+using test::runFec;
 
 class CliTrace : public ::testing::Test {
 protected:

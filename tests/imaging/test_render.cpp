@@ -241,6 +241,20 @@ TEST(Overlay, CropLeavesOutsidePixelsDarkenedAndUnlabelled)
                     image.at<cv::Vec3b>(cy, cx)[ch] * (1 - style.opacity) + colour[ch] * style.opacity, 1.0);
 }
 
+TEST(Overlay, EarlierResultsSurviveLaterCalls)
+{
+    // overlay() recycles its output buffer only once the caller has let go of it.
+    const cv::Mat image = noise(120, 160, 3);
+    const auto mapping = squashMapping(160, 120);
+    OverlayStyle style;
+    const cv::Mat first = overlay(image, blockyLabels(5, 1), mapping, style);
+    const cv::Mat kept = first.clone();
+    const cv::Mat second = overlay(image, blockyLabels(9, 2), mapping, style);
+    EXPECT_NE(first.data, second.data);
+    EXPECT_EQ(cv::norm(first, kept, cv::NORM_INF), 0.0);
+    EXPECT_GT(cv::norm(first, second, cv::NORM_INF), 0.0);
+}
+
 TEST(Overlay, NegativeLabelsLeaveTheImageAlone)
 {
     const cv::Mat image = noise(224, 224, 5);

@@ -30,8 +30,6 @@ namespace fs = std::filesystem;
 
 namespace fec::cli {
 
-namespace {
-
 std::vector<int> parseIntList(const std::string& text, const char* what)
 {
     std::vector<int> out;
@@ -50,6 +48,8 @@ std::vector<int> parseIntList(const std::string& text, const char* what)
     }
     return out;
 }
+
+namespace {
 
 std::string executableDir()
 {

@@ -21,6 +21,9 @@ struct ModelOptions {
     std::string heads, headDims, proposals, folds;
 };
 
+/// "1,2,3" -> {1, 2, 3}; throws std::invalid_argument naming the option (`what`) otherwise.
+std::vector<int> parseIntList(const std::string& text, const char* what);
+
 void addModelOptions(CLI::App& cmd, ModelOptions& options, bool requireCheckpoint);
 LoadOptions toLoadOptions(const ModelOptions& options);
 /// Loads the checkpoint and moves the model to the chosen device.

@@ -33,23 +33,6 @@ std::vector<std::string> collectInputs(const std::vector<std::string>& paths);
 
 namespace {
 
-std::vector<int> parseList(const std::string& text, const char* what)
-{
-    std::vector<int> out;
-    std::stringstream in(text);
-    for (std::string item; std::getline(in, item, ',');) {
-        try {
-            size_t used = 0;
-            out.push_back(std::stoi(item, &used));
-            if (used != item.size())
-                throw std::invalid_argument("");
-        } catch (const std::exception&) {
-            throw std::invalid_argument(std::string(what) + ": '" + item + "' is not an integer");
-        }
-    }
-    return out;
-}
-
 // Folder names per input: the file stem, made unique (and stable) when two inputs share it.
 std::vector<std::string> outputNames(const std::vector<std::string>& inputs)
 {
@@ -129,7 +112,7 @@ public:
         cfg.checkInputSize(size, size);
         const auto mode = imaging::parsePreprocess(
             !m_preprocess.empty() ? m_preprocess : (!info.preprocess.empty() ? info.preprocess : "squash"));
-        const auto ks = parseList(m_k, "--k");
+        const auto ks = parseIntList(m_k, "--k");
         std::set<std::string> formats;
         {
             std::stringstream in(m_format);
@@ -217,7 +200,7 @@ private:
             for (int l = 1; l <= pyramid.levelCount(); ++l)
                 levels.push_back(l);
         } else {
-            levels = parseList(m_levels, "--levels");
+            levels = parseIntList(m_levels, "--levels");
             for (int l : levels)
                 if (l < 1 || l > pyramid.levelCount())
                     throw std::invalid_argument("--levels: the model has levels 1 to " + std::to_string(pyramid.levelCount()));

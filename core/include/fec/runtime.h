@@ -35,7 +35,7 @@ std::size_t releaseCachedCpuMemory();
 /// Bytes currently held in the cache (not in use by tensors).
 std::size_t cachedCpuBytes();
 
-/// installCachingCpuAllocator(), glibc malloc kept from unmapping freed memory (same reason),
+/// installCachingCpuAllocator(), glibc malloc kept from unmapping freed blocks up to 32 MiB (same reason),
 /// and setThreadCount(threads). Call once at start-up. Returns the thread count.
 int initRuntime(int threads);
 

@@ -117,9 +117,11 @@ void writeFileAtomic(const std::string& path, const void* data, std::size_t size
 
 std::vector<uint8_t> readFileBytes(const std::string& path, uint64_t maxBytes)
 {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. It does
+    // not change how regular files are read.
     int fd;
     do {
-        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0)
         throw std::runtime_error("cannot open " + path + ": " + osError(errno));

@@ -1,13 +1,14 @@
 #include "fec/imaging/image_folder.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
 #include <ATen/ATen.h>
-#include <opencv2/imgcodecs.hpp>
+#include <opencv2/core.hpp>
 
-#include "fec/imaging/image.h"
+#include "fec/imaging/image_decode.h"
 
 namespace fs = std::filesystem;
 
@@ -102,41 +103,103 @@ bool ImageFolder::looksLikeImageFolder(const std::string& root)
     return false;
 }
 
-train::Sample ImageFolder::get(int64_t index) const
+at::Tensor ImageFolder::decode(const std::string& path) const
 {
-    const auto& path = m_files.at(static_cast<size_t>(index));
-    const auto ext = lowerExtension(path);
-    cv::Mat decoded; // BGR from imread, RGB from loadImageRgb
-    bool reversed = true;
+    cv::Mat bgr;
     try {
-        if (ext == ".jpg" || ext == ".jpeg") {
-            // One decode, EXIF orientation applied; JPEG has no alpha to composite.
-            decoded = cv::imread(path, cv::IMREAD_COLOR);
-            if (decoded.empty())
-                throw ImageError(path + ": not a readable image (truncated or corrupt)");
-        } else {
-            decoded = loadImageRgb(path); // alpha over white, 16-bit scaled, like `fec predict`
-            reversed = false;
-        }
+        // Pixel limit, alpha over white, 16-bit, EXIF orientation: the same as `fec predict`.
+        bgr = loadImageBgr(path);
     } catch (const ImageError& e) {
         throw train::DataError(e.what());
     } catch (const cv::Exception& e) {
         throw train::DataError(path + ": cannot decode the image (" + e.msg + ")");
     }
     // Channel order fixed while copying: cv::cvtColor could start a thread team in a loader thread.
-    auto image = at::empty({decoded.rows, decoded.cols, 3}, at::kByte);
+    auto image = at::empty({bgr.rows, bgr.cols, 3}, at::kByte);
     auto* out = image.data_ptr<uint8_t>();
-    for (int y = 0; y < decoded.rows; ++y) {
-        const auto* row = decoded.ptr<uint8_t>(y);
-        for (int x = 0; x < decoded.cols; ++x) {
+    for (int y = 0; y < bgr.rows; ++y) {
+        const auto* row = bgr.ptr<uint8_t>(y);
+        for (int x = 0; x < bgr.cols; ++x) {
             const auto* p = row + 3 * x;
-            auto* q = out + (static_cast<size_t>(y) * decoded.cols + x) * 3;
-            q[0] = reversed ? p[2] : p[0];
+            auto* q = out + (static_cast<size_t>(y) * bgr.cols + x) * 3;
+            q[0] = p[2];
             q[1] = p[1];
-            q[2] = reversed ? p[0] : p[2];
+            q[2] = p[0];
         }
     }
-    return {image, m_labels[static_cast<size_t>(index)]};
+    return image;
+}
+
+int64_t ImageFolder::maxBadFiles() const
+{
+    return std::max<int64_t>(m_maxBadFiles, static_cast<int64_t>(m_maxBadFraction * static_cast<double>(size())));
+}
+
+void ImageFolder::setBadFileTolerance(int64_t count, double fraction)
+{
+    m_maxBadFiles = std::max<int64_t>(0, count);
+    m_maxBadFraction = std::clamp(fraction, 0.0, 1.0);
+}
+
+std::vector<std::string> ImageFolder::badFiles() const
+{
+    std::lock_guard<std::mutex> lock(m_badMutex);
+    return m_badOrder;
+}
+
+// Remembers a file that failed; returns false when the tolerance is used up.
+bool ImageFolder::markBad(int64_t index, const std::string& why) const
+{
+    std::lock_guard<std::mutex> lock(m_badMutex);
+    if (m_bad.insert(index).second) {
+        m_badOrder.push_back(m_files[static_cast<size_t>(index)]);
+        std::fprintf(stderr, "warning: skipping an unreadable training image: %s\n", why.c_str());
+    }
+    return static_cast<int64_t>(m_bad.size()) <= maxBadFiles();
+}
+
+bool ImageFolder::isBad(int64_t index) const
+{
+    std::lock_guard<std::mutex> lock(m_badMutex);
+    return m_bad.count(index) > 0;
+}
+
+train::Sample ImageFolder::get(int64_t index) const
+{
+    const auto first = static_cast<size_t>(index);
+    const auto& path = m_files.at(first);
+    const int64_t label = m_labels[first];
+    // A file that cannot be decoded is reported once and replaced by the next readable image of
+    // the same class (files of a class are contiguous), so that one bad file does not end an
+    // epoch; many bad files mean a broken folder, and that stops training with the list.
+    std::string firstError;
+    int64_t cursor = index;
+    for (int64_t tries = 0; tries < size(); ++tries) {
+        if (!isBad(cursor)) {
+            try {
+                return {decode(m_files[static_cast<size_t>(cursor)]), label};
+            } catch (const train::DataError& e) {
+                if (firstError.empty())
+                    firstError = e.what();
+                if (!markBad(cursor, e.what()))
+                    throw train::DataError(m_root + ": " + std::to_string(badFiles().size()) +
+                                           " images cannot be read (more than the " + std::to_string(maxBadFiles()) +
+                                           " tolerated), e.g. " + firstError);
+            }
+        }
+        // Next file of the same class, wrapping around inside the class.
+        ++cursor;
+        if (cursor >= size() || m_labels[static_cast<size_t>(cursor)] != label) {
+            cursor = index;
+            while (cursor > 0 && m_labels[static_cast<size_t>(cursor - 1)] == label)
+                --cursor;
+        }
+        if (cursor == index)
+            break;
+    }
+    throw train::DataError(path + ": no readable image left in class '" + m_classes[static_cast<size_t>(label)] +
+                           "'" +
+                           (firstError.empty() ? std::string() : " (" + firstError + ")"));
 }
 
 std::string ImageFolder::description() const

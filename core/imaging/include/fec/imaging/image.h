@@ -3,31 +3,14 @@
 // Decoding user images and turning them into model inputs (OpenCV on top of the engine).
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 
 #include <ATen/Tensor.h>
 #include <opencv2/core.hpp>
 
+#include "fec/imaging/image_decode.h"
+
 namespace fec::imaging {
-
-/// An image that cannot be used; `what()` names the file and the problem.
-class ImageError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-struct ImageLoadOptions {
-    int64_t maxPixels = 178'956'970;  ///< refuse larger images (decompression bombs); PIL's limit
-    uint64_t maxFileBytes = 1ull << 30;
-};
-
-/// Decodes an image file to 8-bit RGB (CV_8UC3): grey is replicated, alpha is composited over
-/// white, 16-bit is scaled to 8-bit, JPEG EXIF orientation is applied. Throws ImageError.
-cv::Mat loadImageRgb(const std::string& path, const ImageLoadOptions& options = {});
-/// Same, from encoded bytes; `name` is used in messages.
-cv::Mat decodeImageRgb(const std::vector<uint8_t>& bytes, const std::string& name,
-                       const ImageLoadOptions& options = {});
 
 /// How an image becomes a square model input.
 enum class Preprocess {

@@ -104,22 +104,27 @@ std::vector<std::string> stringList(const ValuePtr& v)
 // keeps only the backbone of a dense-prediction checkpoint.
 StateDict stripPrefixes(StateDict dict, CheckpointInfo& info)
 {
+    // Prefixes are measured first and cut once: a hostile key may repeat one many times.
+    size_t cut = 0;
     auto allStartWith = [&](const std::string& prefix) {
         return !dict.empty() && std::all_of(dict.begin(), dict.end(), [&](const auto& kv) {
-            return kv.first.rfind(prefix, 0) == 0;
+            return kv.first.compare(cut, prefix.size(), prefix) == 0;
         });
     };
     for (bool changed = true; changed;) {
         changed = false;
         for (const std::string prefix : {"module.", "_orig_mod.", "model.", "backbone."}) {
             if (allStartWith(prefix)) {
-                for (auto& kv : dict)
-                    kv.first = kv.first.substr(prefix.size());
-                info.strippedPrefix += prefix;
+                cut += prefix.size();
+                if (info.strippedPrefix.size() < 256)
+                    info.strippedPrefix += prefix;
                 changed = true;
             }
         }
     }
+    if (cut > 0)
+        for (auto& kv : dict)
+            kv.first.erase(0, cut);
     const bool hasBackbone = std::any_of(dict.begin(), dict.end(), [](const auto& kv) {
         return kv.first.rfind("backbone.", 0) == 0;
     });
@@ -270,19 +275,32 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
         info.weights += " (the file has no separate state_dict/state_dict_ema)";
 
     StateDict dict;
-    std::vector<std::string> nonTensor;
+    // Entries that are the same view of the same storage (a pickle may repeat one tensor under
+    // many keys) share one copy, as torch.load shares them.
+    std::map<std::string, at::Tensor> views;
     for (const auto& [k, v] : weights->dict) {
         if (k->kind != Value::Kind::String)
             continue;
-        if (v->kind != Value::Kind::Tensor) {
-            nonTensor.push_back(k->s);
+        if (v->kind == Value::Kind::Object && (v->module.rfind("torch", 0) == 0 || v->module.rfind("numpy", 0) == 0))
+            throw fail("tensor '" + k->s + "' is stored as " + v->module + "." + v->name +
+                       " (quantized, sparse or NumPy data), which this reader does not support; nothing in the "
+                       "file was executed");
+        if (v->kind != Value::Kind::Tensor)
             continue;
-        }
         auto it = archive.storages.find(v->tensor.storageKey);
         if (it == archive.storages.end())
             throw fail("tensor '" + k->s + "' refers to a missing storage");
+        const auto& t = v->tensor;
+        std::string view = t.storageKey + "|" + std::to_string(t.offset) + "|" + shapeText(t.sizes) + shapeText(t.strides);
+        auto cached = views.find(view);
+        if (cached != views.end()) {
+            dict.emplace_back(k->s, cached->second);
+            continue;
+        }
         try {
-            dict.emplace_back(k->s, toTensor(v->tensor, it->second));
+            auto tensor = toTensor(t, it->second);
+            views.emplace(std::move(view), tensor);
+            dict.emplace_back(k->s, std::move(tensor));
         } catch (const std::exception& e) {
             throw fail("tensor '" + k->s + "': " + e.what());
         }
@@ -397,9 +415,14 @@ LoadedModel loadCheckpoint(const std::string& path, const LoadOptions& options)
         } else {
             ConfigHints hints = options.hints;
             // The checkpoint's own `arch` (or args.model) settles heads vs head_dim.
-            for (const auto& [k, v] : info.extras)
-                if (k == "arch" && hints.arch.empty() && v.size() > 2)
-                    hints.arch = nlohmann::json::parse(v).get<std::string>();
+            // Both are descriptions of untrusted values: use them only when they are strings.
+            for (const auto& [k, v] : info.extras) {
+                if (k != "arch" || !hints.arch.empty())
+                    continue;
+                const auto arch = nlohmann::json::parse(v, nullptr, false);
+                if (arch.is_string() && !arch.get<std::string>().empty())
+                    hints.arch = arch.get<std::string>();
+            }
             if (hints.arch.empty() && !info.argsJson.empty()) {
                 auto args = nlohmann::json::parse(info.argsJson, nullptr, false);
                 if (args.is_object() && args.contains("model") && args["model"].is_string())

@@ -479,6 +479,16 @@ private:
         return s;
     }
 
+    // Work beyond the opcode itself (items touched, bytes hashed or copied) is paid from the
+    // same budget as opcodes, so that no input runs longer than maxPickleOps steps: one shared
+    // value can otherwise make each cheap opcode do unbounded work.
+    void spend(uint64_t steps)
+    {
+        ops_ += steps;
+        if (ops_ > limits_.maxPickleOps)
+            fail("the pickle needs more than " + std::to_string(limits_.maxPickleOps) + " operations" + where());
+    }
+
     void charge(uint64_t bytes)
     {
         memory_ += bytes;
@@ -737,6 +747,9 @@ private:
     // Canonical text of a hashable key, so that SETITEM replaces equal keys as Python does.
     bool canonicalKey(const Value& k, std::string& out, int depth = 0)
     {
+        // Shared tuples nest exponentially when expanded; keys that large are not deduplicated.
+        if (out.size() > 4096)
+            return false;
         switch (k.kind) {
         case Value::Kind::None: out += "n;"; return true;
         case Value::Kind::Bool: out += k.b ? "i1;" : "i0;"; return true;
@@ -761,7 +774,7 @@ private:
                 return false;
             out += "t" + std::to_string(k.items.size()) + "(";
             for (const auto& item : k.items)
-                if (!canonicalKey(*item, out, depth + 1))
+                if (out.size() > 4096 || !canonicalKey(*item, out, depth + 1))
                     return false;
             out += ")";
             return true;
@@ -772,7 +785,9 @@ private:
     void dictSet(const ValuePtr& d, ValuePtr key, ValuePtr value)
     {
         std::string canon;
-        if (canonicalKey(*key, canon)) {
+        const bool hashable = canonicalKey(*key, canon);
+        spend(4 + canon.size() / 16);  // a hash-map insertion costs a few opcodes' time
+        if (hashable) {
             auto& index = dictIndex_[d.get()];
             auto it = index.find(canon);
             if (it != index.end()) {
@@ -896,6 +911,7 @@ private:
         auto it = storages_.find(key);
         if (it == storages_.end()) {
             charge(key.size() + 160);
+            storageBytes_ += bytes;  // each below maxFileBytes; validated against the file later
             Storage st;
             st.dtype = g.dtype;
             st.numel = numel;
@@ -949,6 +965,19 @@ private:
                  " exceeds its storage '" + storage.tensor.storageKey + "' of " + std::to_string(limit) + " elements" +
                  where());
 
+        // A tensor may legally repeat its storage (zero strides), so its size is not bounded by
+        // the file; the sum over all tensors is, relative to the storages the file must hold.
+        int64_t bytes = static_cast<int64_t>(dtypeSize(storage.tensor.dtype));
+        bool overflow = false;
+        for (int64_t size : sizes)
+            overflow = overflow || !checkedMul(bytes, size, bytes);
+        overflow = overflow || !checkedAdd(tensorBytes_, bytes, tensorBytes_);
+        if (overflow || tensorBytes_ > tensorByteBudget())
+            fail("the tensors of this pickle would take " +
+                 (overflow ? std::string("more than 2^63 bytes") : std::to_string(tensorBytes_ >> 20) + " MiB") +
+                 ", far more than the storages in the file (tensor of size " + describeShape(sizes) +
+                 " with strides " + describeShape(strides) + ")" + where());
+
         auto v = make(Value::Kind::Tensor);
         v->tensor = storage.tensor;
         v->tensor.offset = storage.tensor.offset + offset;
@@ -957,6 +986,15 @@ private:
         v->tensor.requiresGrad = v2 && args.size() > 4 ? truthy(args[4]) : false;
         charge(16 * sizes.size());
         return v;
+    }
+
+    // Materialised tensors may take this much: a few times what the declared storages hold
+    // (shared and expanded views are legal) plus a fixed allowance.
+    int64_t tensorByteBudget() const
+    {
+        const double budget = limits_.maxTensorExpansion * static_cast<double>(storageBytes_) +
+                              static_cast<double>(limits_.minTensorBytes);
+        return budget >= 9.0e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(budget);
     }
 
     static std::string describeShape(const std::vector<int64_t>& sizes)
@@ -969,7 +1007,10 @@ private:
 
     std::string latin1Bytes(const std::string& utf8)
     {
+        if (std::all_of(utf8.begin(), utf8.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+            return utf8;
         std::string out;
+        out.reserve(utf8.size());
         const auto* p = reinterpret_cast<const unsigned char*>(utf8.data());
         for (std::size_t i = 0; i < utf8.size(); ++i) {
             if (p[i] < 0x80) {
@@ -989,6 +1030,9 @@ private:
         if (args.empty())
             return makeBytes("");
         const Value& a = *args[0];
+        // Every call copies its argument: a shared string converted many times must count.
+        charge(a.s.size());
+        spend(a.s.size() / 16);
         if (a.kind == Value::Kind::Bytes && args.size() == 1)
             return makeBytes(a.s);
         if (a.kind == Value::Kind::String && args.size() >= 2 && args[1]->kind == Value::Kind::String) {
@@ -1005,6 +1049,7 @@ private:
 
     ValuePtr pairsToDict(ValuePtr d, const ValuePtr& source)
     {
+        spend(source->items.size() + source->dict.size());
         if (source->kind == Value::Kind::Dict) {
             for (const auto& [k, v] : source->dict)
                 dictSet(d, k, v);
@@ -1063,8 +1108,11 @@ private:
         case Builtin::CodecsEncode:
             if (args.size() < 1 || args.size() > 2 || args[0]->kind != Value::Kind::String)
                 fail("_codecs.encode with arguments " + argsValue->describe() + " is not supported" + where());
-            if (args.size() == 1)
+            if (args.size() == 1) {
+                charge(args[0]->s.size());
+                spend(args[0]->s.size() / 16);
                 return makeBytes(args[0]->s);
+            }
             return toBytes(args, full);
         case Builtin::RebuildTensorV2: return rebuildTensor(args, true);
         case Builtin::RebuildTensor: return rebuildTensor(args, false);
@@ -1422,6 +1470,8 @@ private:
     uint64_t ops_ = 0;
     uint64_t items_ = 0;
     uint64_t memory_ = 0;
+    int64_t storageBytes_ = 0;  ///< bytes of the distinct storages declared so far
+    int64_t tensorBytes_ = 0;   ///< bytes of all tensors built so far, as if materialised
 };
 
 struct ZipEntry {

@@ -1,7 +1,12 @@
 // Loading every checkpoint layout, saving ours, and the errors users see for bad files.
 
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iostream>
+#include <random>
 
 #include <gtest/gtest.h>
 
@@ -295,6 +300,178 @@ TEST(Checkpoint, HeadsOverrideMustFitTheWeights)
     options.hints.heads = {3, 3, 3, 3};
     const auto message = errorOf(referencePath("tiny_seed0.pth.tar"), options);
     EXPECT_NE(message.find("heads x head_dim must equal 16"), std::string::npos) << message;
+}
+
+std::string bu(const std::string& s)
+{
+    std::string out = "X";
+    for (int k = 0; k < 4; ++k)
+        out += static_cast<char>((s.size() >> (8 * k)) & 0xff);
+    return out + s;
+}
+
+// A legacy (pre-zip) torch.save file: magic, version, system info, `rootBody` as the data
+// pickle, then one float storage "0" of `numel` zeros.
+std::string legacyFile(const std::string& rootBody, uint32_t numel = 4)
+{
+    std::string out("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15);
+    out += "\x80\x02M\xe9\x03.";
+    out += "\x80\x02}" + bu("little_endian") + "\x88s.";
+    out += "\x80\x02" + rootBody + ".";
+    out += "\x80\x02](" + bu("0") + "l.";
+    for (int k = 0; k < 8; ++k)
+        out += static_cast<char>((uint64_t(numel) >> (8 * k)) & 0xff);
+    return out + std::string(4 * size_t(numel), '\0');
+}
+
+std::string le32(uint32_t v)
+{
+    std::string out;
+    for (int k = 0; k < 4; ++k)
+        out += static_cast<char>((v >> (8 * k)) & 0xff);
+    return out;
+}
+
+// `_rebuild_tensor_v2` of all of storage "0" (numel floats) as a 1-D tensor.
+std::string floatTensor(uint32_t numel = 4)
+{
+    return "ctorch._utils\n_rebuild_tensor_v2\n((" + bu("storage") + "ctorch\nFloatStorage\n" + bu("0") + bu("cpu") +
+           "J" + le32(numel) + "NtQJ" + le32(0) + "(J" + le32(numel) + "t(J" + le32(1) + "t\x89}tR";
+}
+
+const std::string kFloatTensor = floatTensor();
+
+double secondsOf(const std::function<void()>& f)
+{
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(CheckpointHostile, OneTensorUnderManyKeysIsCopiedOnce)
+{
+    // 5000 keys naming one memoised 1 MiB tensor: 5 GB if every entry were copied.
+    TempDir dir;
+    const uint32_t numel = 1 << 18;
+    std::string root = "}(" + bu("k0") + floatTensor(numel) + "r" + le32(1);
+    for (int i = 1; i < 5000; ++i)
+        root += bu("k" + std::to_string(i)) + "j" + le32(1);
+    root += "u";
+    const auto path = dir.file("shared.pth");
+    writeFileAtomic(path, legacyFile(root, numel));
+    StateDict dict;
+    EXPECT_LT(secondsOf([&] { dict = readStateDict(path, {}, nullptr); }), 5.0);
+    ASSERT_EQ(dict.size(), 5000u);
+    EXPECT_EQ(dict.front().second.data_ptr(), dict.back().second.data_ptr());
+    EXPECT_EQ(dict.back().second.numel(), numel);
+
+    // The same written as 5000 separate views of one storage is refused by the reader: what
+    // the tensors would take is out of all proportion to the file.
+    std::map<std::string, pickle::Storage> storages;
+    const auto tensor = tensorValue(at::ones({256, 1024}), storages);
+    auto sd = Value::dictionary(true);
+    for (int i = 0; i < 5000; ++i)
+        sd->dict.emplace_back(Value::string("k" + std::to_string(i)), tensor);
+    writeFileAtomic(path, pickle::writeTorchZip(*sd, storages, "archive"));
+    try {
+        readStateDict(path, {}, nullptr);
+        FAIL() << "5 GB of views accepted";
+    } catch (const CheckpointError& e) {
+        EXPECT_NE(std::string(e.what()).find("far more than the storages in the file"), std::string::npos) << e.what();
+    }
+}
+
+TEST(CheckpointHostile, UnsupportedTensorKindsAreNamed)
+{
+    TempDir dir;
+    const auto path = dir.file("quantized.pth");
+    const std::string root = "}" + bu("w") + kFloatTensor + "s" + bu("q") + "ctorch._utils\n_rebuild_qtensor\n(K\x01tRs";
+    writeFileAtomic(path, legacyFile(root));
+    try {
+        readStateDict(path, {}, nullptr);
+        FAIL() << "a quantized tensor was silently dropped";
+    } catch (const CheckpointError& e) {
+        EXPECT_NE(std::string(e.what()).find(path + ": tensor 'q' is stored as torch._utils._rebuild_qtensor"),
+                  std::string::npos)
+            << e.what();
+    }
+    // The same file with only the plain tensor reads.
+    writeFileAtomic(path, legacyFile("}" + bu("w") + kFloatTensor + "s"));
+    EXPECT_EQ(readStateDict(path, {}, nullptr).at(0).second.numel(), 4);
+}
+
+TEST(CheckpointHostile, ArchOfAnyTypeIsOnlyAHint)
+{
+    TempDir dir;
+    const auto weights = tinyWeights();
+    for (const auto& arch : {Value::integer(12345), Value::list({Value::integer(1)}), Value::string("fec_tiny?")}) {
+        std::map<std::string, pickle::Storage> storages;
+        auto sd = Value::dictionary(true);
+        for (const auto& [k, t] : weights)
+            sd->set(k, tensorValue(t, storages));
+        auto root = Value::dictionary();
+        root->set("state_dict", sd);
+        root->set("arch", arch);
+        const auto path = dir.file("arch.pth");
+        writeFileAtomic(path, pickle::writeTorchZip(*root, storages, "archive"));
+        try {
+            loadCheckpoint(path);
+        } catch (const CheckpointError& e) {
+            // An unknown name may be refused, but only as a checkpoint error naming the file.
+            EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << arch->describe() << ": escaped as another exception: " << e.what();
+        }
+    }
+}
+
+TEST(CheckpointHostile, RepeatedPrefixesAreStrippedInLinearTime)
+{
+    // One key of 200000 "module." prefixes: each pass used to copy the whole key again.
+    TempDir dir;
+    std::string key;
+    for (int i = 0; i < 200000; ++i)
+        key += "module.";
+    writeStateDictFile(dir.file("prefixes.pth"), {{key + "w", at::ones({2})}});
+    CheckpointInfo info;
+    StateDict dict;
+    EXPECT_LT(secondsOf([&] { dict = readStateDict(dir.file("prefixes.pth"), {}, &info); }), 2.0);
+    ASSERT_EQ(dict.size(), 1u);
+    EXPECT_EQ(dict[0].first, "w");
+    EXPECT_LE(info.strippedPrefix.size(), 256u + 16u);
+}
+
+TEST(CheckpointHostile, DamagedCheckpointsOnlyEverThrowCheckpointError)
+{
+    TempDir dir;
+    const auto original = readFileBytes(referencePath("tiny_seed0.pth.tar"));
+    std::mt19937 rng(2024);
+    int loaded = 0, refused = 0;
+    for (int round = 0; round < 120; ++round) {
+        auto bytes = original;
+        for (int k = 1 + static_cast<int>(rng() % 4); k > 0; --k) {
+            // Mostly in the pickle, where a flip changes shapes, keys and types rather than data.
+            const size_t at = rng() % 3 ? 64 + rng() % 16000 : rng() % bytes.size();
+            bytes[at] = static_cast<uint8_t>(rng());
+        }
+        // Zero the CRC fields so that pickle changes reach the checkpoint layer.
+        for (size_t i = 0; i + 46 < bytes.size(); ++i)
+            if (bytes[i] == 'P' && bytes[i + 1] == 'K' && bytes[i + 2] == 1 && bytes[i + 3] == 2)
+                std::memset(&bytes[i + 16], 0, 4);
+        const auto path = dir.file("mutated.pth");
+        writeFileAtomic(path, bytes);
+        try {
+            loadCheckpoint(path);
+            ++loaded;
+        } catch (const CheckpointError& e) {
+            ++refused;
+            EXPECT_EQ(std::string(e.what()).rfind(path + ": ", 0), 0u) << e.what();
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "round " << round << ": " << e.what();
+        }
+    }
+    std::cout << "damaged checkpoints: " << loaded << " loaded, " << refused << " refused\n";
+    EXPECT_GT(refused, 10);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -1109,6 +1110,222 @@ TEST(PickleHostile, BadLegacyFiles)
     const std::string badVersion = "\x80\x02M\xea\x03.";
     header.insert(header.end(), badVersion.begin(), badVersion.end());
     EXPECT_NE(formatErrorOf([&] { readBytes(header); }).find("version"), std::string::npos);
+}
+
+std::string longPut(uint32_t i)
+{
+    std::string out = "r";
+    for (int k = 0; k < 4; ++k)
+        out += static_cast<char>((i >> (8 * k)) & 0xff);
+    return out;
+}
+
+std::string longGet(uint32_t i)
+{
+    std::string out = "j";
+    for (int k = 0; k < 4; ++k)
+        out += static_cast<char>((i >> (8 * k)) & 0xff);
+    return out;
+}
+
+std::string binint(int32_t v)
+{
+    std::string out = "J";
+    for (int k = 0; k < 4; ++k)
+        out += static_cast<char>((static_cast<uint32_t>(v) >> (8 * k)) & 0xff);
+    return out;
+}
+
+// `_rebuild_tensor_v2(("storage", FloatStorage, "0", "cpu", numel), offset, sizes, strides, ...)`
+// with the offset, sizes and strides given as pickle text (e.g. "K\x02K\x03\x86").
+std::string tensorWith(int numel, const std::string& offset, const std::string& sizes, const std::string& strides)
+{
+    return global("torch._utils", "_rebuild_tensor_v2") + "((" + binunicode("storage") +
+           global("torch", "FloatStorage") + binunicode("0") + binunicode("cpu") + binint(numel) + "tQ" + offset +
+           sizes + strides + "\x89}tR";
+}
+
+double secondsOf(const std::function<void()>& f)
+{
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(PickleAudit, SharedTupleKeysHashInBoundedTime)
+{
+    // Eight levels of tuples each holding the previous one 64 times: 64^8 leaves once expanded.
+    // Hashing it as a dictionary key used to walk every leaf.
+    std::string pkl = kProto2 + "K\x01\x85" + longPut(0) + "0";
+    for (uint32_t level = 1; level <= 8; ++level) {
+        pkl += "(";
+        for (int k = 0; k < 64; ++k)
+            pkl += longGet(level - 1);
+        pkl += "t" + longPut(level) + "0";
+    }
+    pkl += "}" + longGet(8) + "Ns" + longGet(8) + "K\x02s.";
+    std::string error;
+    EXPECT_LT(secondsOf([&] { error = formatErrorOf([&] { unpickleString(pkl); }); }), 2.0);
+    EXPECT_NE(error.find("expand"), std::string::npos) << error;
+}
+
+TEST(PickleAudit, RepeatedCallsOnSharedValuesAreBounded)
+{
+    // OrderedDict(pairs) called 20000 times on one shared list of 20000 equal pairs: 4 * 10^8
+    // insertions, none of which adds an item, used to run unpaid.
+    std::string pkl = kProto2 + binunicode("a") + "K\x01\x86" + longPut(0) + "0](";
+    for (int i = 0; i < 20000; ++i)
+        pkl += longGet(0);
+    pkl += "e" + longPut(1) + "0" + global("collections", "OrderedDict") + longPut(2) + "0";
+    for (int i = 0; i < 20000; ++i)
+        pkl += longGet(2) + "(" + longGet(1) + "tR0";
+    pkl += "N.";
+    std::string error;
+    EXPECT_LT(secondsOf([&] { error = formatErrorOf([&] { unpickleString(pkl); }); }), 3.0);
+    EXPECT_NE(error.find("operations"), std::string::npos) << error;
+    // Once is fine.
+    std::string once = kProto2 + global("collections", "OrderedDict") + "((" + binunicode("a") + "K\x01\x86" +
+                       binunicode("b") + "K\x02\x86ltR.";
+    EXPECT_EQ(unpickleString(once)->dict.size(), 2u);
+
+    // A 1 MiB string used 100000 times as a key: 100 GB hashed before the fix.
+    std::string keys = kProto2 + binunicode(std::string(1 << 20, 'k')) + longPut(0) + "0}";
+    for (int i = 0; i < 100000; ++i)
+        keys += longGet(0) + "Ns";
+    keys += ".";
+    EXPECT_LT(secondsOf([&] { error = formatErrorOf([&] { unpickleString(keys); }); }), 3.0);
+    EXPECT_NE(error.find("operations"), std::string::npos) << error;
+
+    // _codecs.encode(s, "latin1") of a shared 1 MiB string, 20000 times: each call copies it,
+    // 20 GB held before the copies were charged to the memory limit.
+    std::string copies = kProto2 + binunicode(std::string(1 << 20, 'b')) + longPut(0) + "0" +
+                         global("_codecs", "encode") + longPut(1) + "0(";
+    for (int i = 0; i < 20000; ++i)
+        copies += longGet(1) + longGet(0) + binunicode("latin1") + "\x86R";
+    copies += "l.";
+    Limits quarterGiB;
+    quarterGiB.maxPickleMemory = 256ull << 20;
+    EXPECT_LT(secondsOf([&] { error = formatErrorOf([&] { unpickleString(copies, nullptr, nullptr, quarterGiB); }); }),
+              3.0);
+    EXPECT_NE(error.find("needs more than 256 MiB of memory"), std::string::npos) << error;
+}
+
+TEST(PickleAudit, ExpandedTensorsCannotOutgrowTheFile)
+{
+    // One float viewed as a 10^6 x 10^6 tensor through zero strides: 4 TB once materialised.
+    const std::string huge = kProto2 + tensorWith(1, binint1(0), binint(1000000) + binint(1000000) + "\x86",
+                                                  binint1(0) + binint1(0) + "\x86") + ".";
+    const std::string error = formatErrorOf([&] { unpickleString(huge); });
+    EXPECT_NE(error.find("far more than the storages in the file"), std::string::npos) << error;
+    // Sizes whose product overflows 64 bits.
+    const std::string overflow =
+        kProto2 + tensorWith(1, binint1(0), "(" + binint(1 << 30) + binint(1 << 30) + binint(1 << 30) + "t",
+                             "(" + binint1(0) + binint1(0) + binint1(0) + "t") + ".";
+    EXPECT_NE(formatErrorOf([&] { unpickleString(overflow); }).find("more than 2^63 bytes"), std::string::npos);
+    // A small broadcast view is legal and kept.
+    const auto ok =
+        unpickleString(kProto2 + tensorWith(3, binint1(0), binint1(4) + binint1(3) + "\x86", binint1(0) + binint1(1) + "\x86") + ".");
+    EXPECT_EQ(ok->tensor.sizes, (std::vector<int64_t>{4, 3}));
+    // Many full views of one storage add up: 4x its size is allowed, 5x is not.
+    Limits strict;
+    strict.minTensorBytes = 0;
+    auto views = [](int n) {
+        std::string p = kProto2 + "(";
+        for (int i = 0; i < n; ++i)
+            p += tensorWith(4, binint1(0), binint1(4) + "\x85", binint1(1) + "\x85");
+        return p + "t.";
+    };
+    EXPECT_EQ(unpickleString(views(4), nullptr, nullptr, strict)->items.size(), 4u);
+    EXPECT_NE(formatErrorOf([&] { unpickleString(views(5), nullptr, nullptr, strict); }).find("far more"),
+              std::string::npos);
+}
+
+TEST(PickleAudit, ShapesStridesAndOffsetsAreChecked)
+{
+    struct Case {
+        const char* what;
+        std::string offset, sizes, strides;
+        const char* expected;  // nullptr: accepted
+    };
+    const Case cases[] = {
+        {"negative size", binint1(0), binint(-1) + "\x85", binint1(1) + "\x85", "negative tensor size -1"},
+        {"negative stride", binint1(0), binint1(2) + "\x85", binint(-1) + "\x85", "negative tensor stride -1"},
+        {"negative offset", binint(-1), binint1(2) + "\x85", binint1(1) + "\x85", "negative tensor storage offset"},
+        {"offset past the end", binint1(4), binint1(1) + "\x85", binint1(1) + "\x85", "exceeds its storage"},
+        {"last element past the end", binint1(1), binint1(2) + binint1(2) + "\x86", binint1(2) + binint1(1) + "\x86",
+         "exceeds its storage"},
+        {"huge offset", binint(0x7fffffff), binint1(1) + "\x85", binint1(1) + "\x85", "exceeds its storage"},
+        {"sizes and strides differ", binint1(0), binint1(2) + "\x85", binint1(1) + binint1(1) + "\x86",
+         "1 sizes but 2 strides"},
+        {"size not an integer", binint1(0), binunicode("2") + "\x85", binint1(1) + "\x85", "not an integer"},
+        {"sizes not a tuple", binint1(0), binint1(2), binint1(1) + "\x85", "not a tuple"},
+        {"empty tensor at the end", binint1(4), binint1(0) + "\x85", binint1(1) + "\x85", nullptr},
+        {"empty tensor past the end", binint1(5), binint1(0) + "\x85", binint1(1) + "\x85", "exceeds its storage"},
+        {"scalar", binint1(3), ")", ")", nullptr},
+        {"scalar past the end", binint1(4), ")", ")", "exceeds its storage"},
+        {"transposed view", binint1(0), binint1(2) + binint1(2) + "\x86", binint1(1) + binint1(2) + "\x86", nullptr},
+    };
+    for (const auto& c : cases) {
+        const std::string pkl = kProto2 + tensorWith(4, c.offset, c.sizes, c.strides) + ".";
+        const std::string error = formatErrorOf([&] { unpickleString(pkl); });
+        if (c.expected)
+            EXPECT_NE(error.find(c.expected), std::string::npos) << c.what << ": " << error;
+        else
+            EXPECT_EQ(error, "(no error)") << c.what;
+    }
+    // Storage element counts: negative, or more bytes than a file may hold.
+    EXPECT_NE(formatErrorOf([&] { unpickleString(kProto2 + tensorWith(-4, binint1(0), ")", ")") + "."); })
+                  .find("claims -4 elements"),
+              std::string::npos);
+    Limits small;
+    small.maxFileBytes = 1000;
+    EXPECT_NE(formatErrorOf([&] {
+                  unpickleString(kProto2 + tensorWith(251, binint1(0), ")", ")") + ".", nullptr, nullptr, small);
+              }).find("more than a file may hold"),
+              std::string::npos);
+}
+
+TEST(PickleAudit, ZipSizesAndEntryCountsAreBounded)
+{
+    // A zip64 entry whose 64-bit size claims 2^62 bytes.
+    std::map<std::string, Storage> storages;
+    Storage st;
+    st.numel = 4;
+    st.bytes.assign(16, 1);
+    storages["0"] = st;
+    TensorRef ref;
+    ref.storageKey = "0";
+    ref.storageNumel = 4;
+    ref.sizes = {4};
+    ref.strides = {1};
+    auto root = Value::dictionary();
+    root->set("w", Value::tensorRef(ref));
+    ZipWriteOptions zip64;
+    zip64.forceZip64 = true;
+    Bytes z = writeTorchZip(*root, storages, "ck", zip64);
+    ASSERT_NO_THROW(readBytes(z));
+    const std::string name = "ck/data/0";
+    // The central directory record of data/0: its zip64 extra field follows the name.
+    size_t at = 0;
+    for (size_t i = z.size() - name.size(); i-- > 0;)
+        if (z[i] == 'P' && rdle(z, i, 4) == 0x02014b50 && std::memcmp(&z[i + 46], name.data(), name.size()) == 0) {
+            at = i + 46 + name.size();
+            break;
+        }
+    ASSERT_GT(at, 0u);
+    ASSERT_EQ(rdle(z, at, 2), 1u);
+    for (int field = 0; field < 2; ++field)
+        for (int k = 0; k < 8; ++k)
+            z[at + 4 + 8 * field + k] = k == 7 ? 0x40 : 0;
+    EXPECT_NE(formatErrorOf([&] { readBytes(z); }).find("outside the file"), std::string::npos);
+
+    // 60000 entries: read in bounded time, the extra ones ignored.
+    const std::string pkl = kProto2 + tensorPickle("FloatStorage", "0", 4, 4) + ".";
+    std::vector<TestEntry> many{{"ck/data.pkl", pkl}, {"ck/data/0", std::string(16, '\x01')}};
+    for (int i = 0; i < 60000; ++i)
+        many.push_back({"ck/extra/" + std::to_string(i), ""});
+    const Bytes big = makeZip(many);
+    EXPECT_LT(secondsOf([&] { EXPECT_EQ(readBytes(big).storages.size(), 1u); }), 3.0);
 }
 
 }  // namespace

@@ -95,6 +95,10 @@ struct Limits {
     uint32_t maxDepth = 512;                  ///< nesting of containers being built (stack/marks)
     uint64_t maxTensorDims = 16;
     uint64_t maxPickleMemory = 1ull << 30;    ///< estimated bytes held by the values of one pickle
+    /// All tensors of a pickle together, materialised, may take maxTensorExpansion times the bytes
+    /// of its distinct storages plus minTensorBytes (views may share or repeat storage).
+    double maxTensorExpansion = 4.0;
+    int64_t minTensorBytes = 64ll << 20;
 };
 
 enum class ContainerFormat { Zip, Legacy };

@@ -119,17 +119,26 @@ IdxArray readIdx(const std::string& path, int64_t maxItems)
         if (dim <= 0)
             throw DataError(path + ": IDX dimension " + std::to_string(i) + " is " + std::to_string(dim));
         out.dims.push_back(dim);
-        total *= dim;
-        if (total > kMaxIdxBytes)
+        if (dim > kMaxIdxBytes / total)  // checked before multiplying: the product may overflow
             throw DataError(path + ": IDX array too large");
+        total *= dim;
     }
     const int64_t itemBytes = total / out.dims[0];
     int64_t items = out.dims[0];
     if (maxItems > 0 && maxItems < items)
         items = maxItems;
     const auto want = static_cast<size_t>(items * itemBytes);
-    out.data.resize(want);
-    const size_t got = file.read(out.data.data(), want);
+    // The header alone may claim up to 4 GiB: grow the buffer as the data arrives (doubling), so
+    // that a short or lying file costs memory in proportion to what it really holds.
+    size_t got = 0;
+    while (got < want) {
+        const size_t step = std::min(want - got, std::max<size_t>(size_t(1) << 16, got));
+        out.data.resize(got + step);
+        const size_t n = file.read(out.data.data() + got, step);
+        got += n;
+        if (n < step)
+            break;
+    }
     if (got != want)
         throw DataError(path + ": truncated IDX file: expected " + std::to_string(want) + " data bytes, found " +
                         std::to_string(got));

@@ -18,6 +18,7 @@
 #include "fec/train/trainer.h"
 #ifdef FEC_WITH_IMAGING
 #include "fec/imaging/image_folder.h"
+#include "segmentation_eval.h"
 #endif
 
 namespace fs = std::filesystem;
@@ -586,6 +587,14 @@ public:
             ->check(CLI::IsMember({"squash", "crop"}));
         a.add_option("--confusion", m_confusion, "write the confusion matrix (rows true, columns predicted) as CSV");
         a.add_flag("--json", m_json, "machine-readable output");
+#ifdef FEC_WITH_IMAGING
+        a.add_flag("--segmentation-iou", m_segmentation,
+                   "does segmentation emerge? Mean IoU with the object mask (pixels > 0) of the better segment of "
+                   "a K-means k=2 merge of the last level (key centres and representatives), for this model and "
+                   "the same architecture untrained, with the best possible 2-way merge and the whole image");
+        a.add_option("--untrained-seed", m_untrainedSeed, "initialisation seed of the untrained model (--segmentation-iou)")
+            ->capture_default_str();
+#endif
     }
 
     int run() override
@@ -610,6 +619,10 @@ public:
                                           : !info.preprocess.empty() ? info.preprocess
                                                                      : data->preprocess());
         e.confusion = !m_confusion.empty();
+#ifdef FEC_WITH_IMAGING
+        if (m_segmentation)
+            return runSegmentation(loaded, *data, e, device);
+#endif
         const auto r = train::evaluate(*loaded.model, *data, e);
         const auto names = data->classNames();
         if (e.confusion)
@@ -642,6 +655,68 @@ public:
     }
 
 private:
+#ifdef FEC_WITH_IMAGING
+    int runSegmentation(LoadedModel& loaded, const train::Dataset& data, const train::EvalOptions& e,
+                        const c10::Device& device) const
+    {
+        const auto& info = loaded.info;
+        at::manual_seed(m_untrainedSeed);
+        FecModel untrained(info.inferred.config);
+        untrained->to(device);
+        int64_t reported = 0;
+        auto progress = [&](int64_t done, int64_t total) {
+            if (!m_json && done - reported >= std::max<int64_t>(1, total / 10)) {
+                std::cerr << "segmentation: " << done << "/" << total << " images\n";
+                reported = done;
+            }
+        };
+        const auto r = segmentationScores(*loaded.model, *untrained, data, e.size, e.resize, e.batch, progress);
+        if (m_json) {
+            auto row = [](const SegmentationRow& s) {
+                json j;
+                j["key_centres"] = s.keyCentres;
+                j["representatives"] = s.representatives;
+                j["upper_bound"] = s.upperBound;
+                j["mean_final_clusters"] = s.meanClusters;
+                return j;
+            };
+            json j;
+            j["checkpoint"] = m_model.checkpoint;
+            j["weights"] = info.weights;
+            j["data"] = data.description();
+            j["images"] = r.images;
+            j["size"] = r.size;
+            j["resize"] = e.resize == train::EvalResize::Squash ? "squash" : "crop";
+            j["top1"] = r.top1;
+            json seg;
+            seg["k"] = 2;
+            seg["trained"] = row(r.trained);
+            seg["untrained"] = row(r.untrained);
+            seg["untrained_seed"] = m_untrainedSeed;
+            seg["whole_image"] = r.wholeImage;
+            j["segmentation_iou"] = seg;
+            std::cout << j.dump(2) << "\n";
+            return 0;
+        }
+        std::cout << "Model " << m_model.checkpoint << " (" << weightsLine(info) << "), " << r.size << "x" << r.size
+                  << ", top-1 " << std::fixed << std::setprecision(2) << r.top1 << "% on these images\n"
+                  << "Data  " << data.description() << "\n"
+                  << "Segmentation IoU with the object mask (pixels > 0), mean over " << r.images
+                  << " images; K-means k=2 on the last level, the better segment:\n"
+                  << std::setprecision(3) << std::string(18, ' ') << std::setw(13) << "key centres" << std::setw(17)
+                  << "representatives" << std::setw(18) << "best 2-way merge" << std::setw(16) << "final clusters" << "\n";
+        auto line = [](const char* name, const SegmentationRow& s) {
+            std::cout << name << std::setw(13) << s.keyCentres << std::setw(17) << s.representatives << std::setw(18)
+                      << s.upperBound << std::setw(16) << std::setprecision(1) << s.meanClusters
+                      << std::setprecision(3) << "\n";
+        };
+        line("  trained         ", r.trained);
+        line("  untrained (seed)", r.untrained);
+        std::cout << "  whole image (baseline): " << r.wholeImage << "\n";
+        return 0;
+    }
+#endif
+
     train::DatasetPtr openData(const std::vector<std::string>& storedNames) const
     {
         using train::FashionMnist;
@@ -697,7 +772,8 @@ private:
     std::string m_data, m_split = "test", m_resize, m_confusion;
     int m_size = 0, m_batch = 64, m_workers = 2;
     int64_t m_limit = 0;
-    bool m_json = false;
+    bool m_json = false, m_segmentation = false;
+    uint64_t m_untrainedSeed = 0;
 };
 
 } // namespace

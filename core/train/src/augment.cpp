@@ -241,12 +241,10 @@ EvalResize parseEvalResize(const std::string& text)
     throw std::invalid_argument("evaluation resize must be squash or crop (got '" + text + "')");
 }
 
-at::Tensor evalTransform(const at::Tensor& image, int size, EvalResize mode)
+Box evalSourceBox(int w, int h, int size, EvalResize mode)
 {
-    checkImage(image);
-    const int h = static_cast<int>(image.size(0)), w = static_cast<int>(image.size(1));
     if (mode == EvalResize::Squash)
-        return normalizeToChw(resampleBox(image, {0, 0, double(w), double(h)}, size, size, /*bicubic=*/false));
+        return {0, 0, double(w), double(h)};
     // Shorter side to floor(S / 0.9), centre crop S: the same pixels as resizing then cropping.
     const int shortSide = static_cast<int>(std::floor(size / 0.9));
     const double scale = static_cast<double>(std::min(w, h)) / shortSide; // source pixels per resized pixel
@@ -255,8 +253,15 @@ at::Tensor evalTransform(const at::Tensor& image, int size, EvalResize mode)
     const int top = static_cast<int>(std::lround((rh - size) / 2.0)),
               left = static_cast<int>(std::lround((rw - size) / 2.0));
     const double sx = static_cast<double>(w) / rw, sy = static_cast<double>(h) / rh;
-    const Box box{left * sx, top * sy, (left + size) * sx, (top + size) * sy};
-    return normalizeToChw(resampleBox(image, box, size, size, /*bicubic=*/true));
+    return {left * sx, top * sy, (left + size) * sx, (top + size) * sy};
+}
+
+at::Tensor evalTransform(const at::Tensor& image, int size, EvalResize mode)
+{
+    checkImage(image);
+    const int h = static_cast<int>(image.size(0)), w = static_cast<int>(image.size(1));
+    const auto box = evalSourceBox(w, h, size, mode);
+    return normalizeToChw(resampleBox(image, box, size, size, /*bicubic=*/mode == EvalResize::Crop));
 }
 
 at::Tensor smoothOneHot(const at::Tensor& labels, int64_t classes, double smoothing)

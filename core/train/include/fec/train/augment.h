@@ -59,6 +59,8 @@ enum class EvalResize {
 };
 /// Parses "squash" / "crop"; throws std::invalid_argument.
 EvalResize parseEvalResize(const std::string& text);
+/// The part of a width x height image that the evaluation transform maps onto its S x S input.
+Box evalSourceBox(int width, int height, int size, EvalResize mode);
 /// The evaluation transform: [3, S, S] float, normalised.
 at::Tensor evalTransform(const at::Tensor& image, int size, EvalResize mode);
 

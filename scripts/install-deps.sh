@@ -11,6 +11,7 @@ packages=(
   qt6-base-dev libqt6opengl6-dev qt6-svg-dev libqcustomplot-dev libvtk9-dev
   xvfb xauth
   dataset-fashion-mnist
+  clang-14 libclang-rt-14-dev
 )
 
 sudo_cmd=()

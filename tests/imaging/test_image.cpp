@@ -486,6 +486,17 @@ TEST(ImageHostile, TruncatedAndCorruptFilesOfEveryFormat)
         expectRefused(Bytes(full.begin(), full.begin() + 12), std::string("stub") + ext, "truncated");
     }
     const Bytes jpg = encode(".jpg", noise);
+    // Thousands of progressive scans (each re-reads the whole image in libjpeg): refused unread.
+    const Bytes progressive = encode(".jpg", noise, {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+    const auto scans = probeImageHeader(progressive.data(), progressive.size()).scans;
+    EXPECT_GT(scans, 3);
+    EXPECT_LT(scans, 30);
+    EXPECT_EQ(decodeImageRgb(progressive, "progressive.jpg").cols, 96);
+    Bytes manyScans(progressive.begin(), progressive.end() - 2);
+    for (int i = 0; i < 2000; ++i)  // empty scans: SOS with one component, no data
+        manyScans.insert(manyScans.end(), {0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00});
+    manyScans.insert(manyScans.end(), {0xff, 0xd9});
+    expectRefused(manyScans, "scans.jpg", "progressive scans (more than 1000)");
     expectRefused(Bytes(jpg.begin(), jpg.begin() + static_cast<std::ptrdiff_t>(jpg.size() - 200)), "cut.jpg",
                   "the JPEG data is truncated");
     // Valid headers followed by garbage.

@@ -16,6 +16,7 @@ namespace fec::imaging {
 namespace {
 
 constexpr int64_t kPillowLimit = 178'956'970;
+constexpr int64_t kMaxJpegScans = 1000;
 
 uint32_t be16(const uint8_t* p)
 {
@@ -91,6 +92,11 @@ void probeJpeg(const uint8_t* d, std::size_t n, ImageHeader& h)
             const uint8_t eoi[2] = {0xff, 0xd9};
             const auto* end = d + n;
             h.truncated = std::search(d + std::min(n, pos + len), end, eoi, eoi + 2) == end;
+            // Progressive files hold one scan per SOS marker; stuffing keeps FF DA out of the data.
+            h.scans = 1;
+            for (const uint8_t* p = d + pos; p + 1 < end; ++p)
+                if (p[0] == 0xff && p[1] == 0xda)
+                    ++h.scans;
             return;
         }
         pos += len;
@@ -468,6 +474,11 @@ cv::Mat decodeImageBgr(const uint8_t* data, std::size_t size, const std::string&
                          " (refused as a possible decompression bomb; set FEC_MAX_IMAGE_PIXELS to allow more)");
     if (header.truncated)
         throw ImageError(name + ": not a readable image (the JPEG data is truncated: no end-of-image marker)");
+    // libjpeg re-reads the whole coefficient buffer for every scan: thousands of tiny scans make
+    // a small file decode for minutes. Encoders write about 10.
+    if (header.scans > kMaxJpegScans)
+        throw ImageError(name + ": refused: the JPEG has " + std::to_string(header.scans) +
+                         " progressive scans (more than " + std::to_string(kMaxJpegScans) + ")");
 
     // JPEG has no alpha: IMREAD_COLOR converts grey/CMYK/YCCK and applies EXIF orientation, in
     // one decode. Other formats keep alpha and depth (IMREAD_UNCHANGED); libtiff orients TIFF.

@@ -42,6 +42,7 @@ struct ImageHeader {
     ImageFormat format = ImageFormat::Unknown;
     int64_t width = -1, height = -1;  ///< -1 when the header is cut short or damaged
     bool truncated = false;           ///< JPEG: no end-of-image marker after the scan data
+    int64_t scans = 0;                ///< JPEG: scans (SOS markers); progressive files have several
 };
 
 /// Reads the format and the pixel size from the first bytes of an encoded image. Never throws,

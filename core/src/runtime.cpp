@@ -16,6 +16,9 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <torch/cuda.h>
+#ifdef FEC_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace fec {
 
@@ -190,6 +193,43 @@ void ensurePassiveOpenMp(int argc, char** argv)
     args.push_back(nullptr);
     execv("/proc/self/exe", args.data());
     // execv only returns on failure; carry on with the active policy.
+}
+
+bool isOutOfMemory(const std::exception& e)
+{
+    const auto* error = dynamic_cast<const c10::Error*>(&e);
+    const std::string message = error ? error->what_without_backtrace() : e.what();
+    return message.find("out of memory") != std::string::npos;
+}
+
+void releaseCachedDeviceMemory()
+{
+#ifdef FEC_WITH_CUDA
+    if (cudaAvailable())
+        c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
+std::size_t deviceMemoryAllocated(int index)
+{
+#ifdef FEC_WITH_CUDA
+    if (cudaAvailable())
+        return static_cast<std::size_t>(
+            c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index)).allocated_bytes[0].current);
+#endif
+    (void)index;
+    return 0;
+}
+
+std::size_t deviceMemoryReserved(int index)
+{
+#ifdef FEC_WITH_CUDA
+    if (cudaAvailable())
+        return static_cast<std::size_t>(
+            c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index)).reserved_bytes[0].current);
+#endif
+    (void)index;
+    return 0;
 }
 
 std::string describeDevice(const c10::Device& device)

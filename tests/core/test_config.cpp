@@ -6,6 +6,7 @@
 
 #include "fec/config.h"
 #include "fec/model.h"
+#include "fec/runtime.h"
 
 namespace fec {
 namespace {
@@ -104,6 +105,19 @@ TEST(Config, NotAnFecStateDict)
 {
     ShapeMap shapes{{"conv1.weight", {64, 3, 7, 7}}};
     EXPECT_THROW(inferConfig(shapes), std::invalid_argument);
+}
+
+// The CLI and the explorer turn a device out-of-memory error into advice (smaller batch, CPU).
+TEST(Runtime, OutOfMemoryErrorsAreTold)
+{
+    const c10::Error oom({"f", "file.cpp", 1}, "CUDA out of memory. Tried to allocate 64.00 GiB (GPU 0; 79.1 GiB total)");
+    const c10::Error other({"f", "file.cpp", 1}, "shape mismatch");
+    EXPECT_TRUE(isOutOfMemory(oom));
+    EXPECT_FALSE(isOutOfMemory(other));
+    EXPECT_FALSE(isOutOfMemory(std::runtime_error("disk full")));
+    releaseCachedDeviceMemory();  // harmless without CUDA
+    if (!cudaAvailable())
+        EXPECT_EQ(deviceMemoryReserved(0), 0u);
 }
 
 }  // namespace

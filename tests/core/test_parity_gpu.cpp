@@ -54,6 +54,42 @@ TEST_F(GpuParity, BenchmarkShapesRunInHalfPrecision)
     EXPECT_TRUE(at::isfinite(out.to(at::kFloat)).all().item<bool>());
 }
 
+TEST_F(GpuParity, ClosingAModelReturnsItsDeviceMemory)
+{
+    releaseCachedDeviceMemory();
+    const auto allocatedBefore = deviceMemoryAllocated(0), reservedBefore = deviceMemoryReserved(0);
+    {
+        auto loaded = loadCheckpoint(test::referencePath("fec_small_seed0.pth.tar"), {WeightsChoice::StateDict, {}});
+        loaded.model->to(c10::Device(c10::kCUDA, 0));
+        c10::InferenceMode guard;
+        auto trace = loaded.model->forwardTraced(test::loadReference("inputs/input_batch.npy").to(c10::kCUDA));
+        EXPECT_GT(deviceMemoryReserved(0), reservedBefore);
+    }
+    releaseCachedDeviceMemory();
+    EXPECT_EQ(deviceMemoryAllocated(0), allocatedBefore);
+    EXPECT_LE(deviceMemoryReserved(0), reservedBefore);
+}
+
+TEST_F(GpuParity, OutOfMemoryIsRecognisedAndTheDeviceStaysUsable)
+{
+    FecModel model(FecConfig::small());
+    model->to(c10::Device(c10::kCUDA, 0));
+    c10::InferenceMode guard;
+    // The first pool compares every position with every centre: at 1024x1024 that is 4 GiB of
+    // similarities per image, far beyond any card at batch 256.
+    bool oom = false;
+    try {
+        model->forward(at::randn({256, 3, 1024, 1024}, at::TensorOptions().device(c10::kCUDA)));
+    } catch (const std::exception& e) {
+        oom = isOutOfMemory(e);
+        EXPECT_TRUE(oom) << e.what();
+    }
+    EXPECT_TRUE(oom);
+    releaseCachedDeviceMemory();
+    auto out = model->forward(at::randn({2, 3, 224, 224}, at::TensorOptions().device(c10::kCUDA)));
+    EXPECT_TRUE(at::isfinite(out).all().item<bool>());
+}
+
 }  // namespace
 }  // namespace fec
 

@@ -335,7 +335,13 @@ int run(int argc, char** argv)
             if (c->parsed())
                 return c->run();
     } catch (const c10::Error& e) {
-        std::cerr << "fec: " << e.what_without_backtrace() << "\n";
+        std::string message = e.what_without_backtrace();
+        if (isOutOfMemory(e)) {
+            releaseCachedDeviceMemory();
+            message = message.substr(0, message.find('\n')) +
+                      "\nThe device ran out of memory: use a smaller --batch or --size, or --device cpu.";
+        }
+        std::cerr << "fec: " << message << "\n";
         return 2;
     } catch (const std::exception& e) {
         std::cerr << "fec: " << e.what() << "\n";

@@ -3,6 +3,7 @@
 // Process-wide runtime choices: compute device and CPU threads.
 
 #include <cstddef>
+#include <exception>
 #include <string>
 
 #include <c10/core/Device.h>
@@ -45,6 +46,19 @@ int initRuntime(int threads);
 /// the variable is unset. Call first thing in main(); returns only when no re-exec was needed
 /// (or it failed).
 void ensurePassiveOpenMp(int argc, char** argv);
+
+/// True when `e` says a device ran out of memory (CUDA's allocator: "CUDA out of memory. Tried to
+/// allocate ..."). Callers turn it into advice: a smaller batch or input, or the CPU.
+bool isOutOfMemory(const std::exception& e);
+
+/// Returns the device memory that LibTorch's CUDA allocator keeps cached but unused to the driver,
+/// so that closing a model frees what nvidia-smi shows. No-op without CUDA.
+void releaseCachedDeviceMemory();
+
+/// Bytes of CUDA device `index` held by live tensors, and reserved by the caching allocator
+/// (0 without CUDA).
+std::size_t deviceMemoryAllocated(int index = 0);
+std::size_t deviceMemoryReserved(int index = 0);
 
 /// "cpu (2 threads)" / "cuda:0 (NVIDIA H100)".
 std::string describeDevice(const c10::Device& device);

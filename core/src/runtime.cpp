@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
@@ -142,6 +143,7 @@ int initRuntime(int threads)
     // slower here, so larger blocks still come from mmap.)
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+    allowTf32(false);  // float32 means float32: results match the reference on any device
     return setThreadCount(threads);
 }
 
@@ -193,6 +195,12 @@ void ensurePassiveOpenMp(int argc, char** argv)
     args.push_back(nullptr);
     execv("/proc/self/exe", args.data());
     // execv only returns on failure; carry on with the active policy.
+}
+
+void allowTf32(bool allow)
+{
+    at::globalContext().setAllowTF32CuDNN(allow);
+    at::globalContext().setAllowTF32CuBLAS(allow);
 }
 
 bool isOutOfMemory(const std::exception& e)

@@ -96,6 +96,7 @@ TEST_F(GpuParity, OutOfMemoryIsRecognisedAndTheDeviceStaysUsable)
 int main(int argc, char** argv)
 {
     ::testing::InitGoogleTest(&argc, argv);
+    fec::initRuntime(0);  // as the programs do: float32 without TF32
     const int rc = RUN_ALL_TESTS();
     if (rc == 0 && !fec::cudaAvailable()) {
         std::cout << "SKIPPED: no CUDA device on this machine\n";

@@ -532,14 +532,16 @@ private:
         auto config = architecture();
         if (config.numClasses <= 0)
             config.numClasses = 1000;
+        const auto device = selectDevice(m_o.device);
         const auto r = train::benchmarkTraining(config, m_o.size, m_o.batch, m_benchSteps, m_benchWarmup, m_o.emaDecay,
-                                                m_o.dropPath);
+                                                m_o.dropPath, device);
         if (m_json) {
             json j;
             j["arch"] = config.variant;
             j["size"] = m_o.size;
             j["batch"] = m_o.batch;
             j["threads"] = r.threads;
+            j["device"] = device.str();
             j["steps"] = m_benchSteps;
             j["seconds_per_step_median"] = r.medianSeconds;
             j["seconds_per_step_min"] = r.minSeconds;
@@ -549,7 +551,8 @@ private:
         } else {
             std::cout << std::fixed << std::setprecision(3) << "Training step (forward, backward, AdamW"
                       << (m_o.emaDecay > 0 ? ", EMA" : "") << ") of " << config.variant << " at " << m_o.size << "x"
-                      << m_o.size << ", batch " << m_o.batch << ", " << r.threads << " threads, median of "
+                      << m_o.size << ", batch " << m_o.batch << ", "
+                      << (device.is_cpu() ? std::to_string(r.threads) + " threads" : device.str()) << ", median of "
                       << m_benchSteps << ": " << r.medianSeconds << " s/step (min " << r.minSeconds << ", max "
                       << r.maxSeconds << "), " << std::setprecision(1) << r.imagesPerSecond << " images/s\n";
         }

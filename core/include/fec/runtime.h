@@ -36,7 +36,13 @@ std::size_t releaseCachedCpuMemory();
 /// Bytes currently held in the cache (not in use by tensors).
 std::size_t cachedCpuBytes();
 
-/// installCachingCpuAllocator(), glibc malloc kept from unmapping freed blocks up to 32 MiB (same reason),
+/// TF32 tensor cores for float32 convolutions and matrix products on CUDA. TF32 keeps 10 mantissa
+/// bits: about 1e-3 relative error, enough to flip low-margin cluster assignments against the
+/// float32 reference (measured: 40 confident flips and 0.02 on the logits of fec_small). Off by
+/// default (initRuntime); LibTorch 2.x turns it on for cuDNN unless told otherwise.
+void allowTf32(bool allow);
+
+/// installCachingCpuAllocator(), allowTf32(false), glibc malloc kept from unmapping freed blocks up to 32 MiB (same reason),
 /// and setThreadCount(threads). Call once at start-up. Returns the thread count.
 int initRuntime(int threads);
 

@@ -1040,12 +1040,13 @@ TrainResult Trainer::run(const std::atomic<bool>* cancel, const TrainCallback& c
 }
 
 TrainBenchResult benchmarkTraining(const FecConfig& config, int size, int batch, int steps, int warmup, double emaDecay,
-                                   double dropPath)
+                                   double dropPath, const c10::Device& device)
 {
     config.checkInputSize(size, size);
     at::manual_seed(0);
     FecModel model(config);
     model->setDropPath(dropPath);
+    model->to(device);
     model->train();
     std::vector<std::pair<std::string, at::Tensor>> params;
     for (auto& p : model->named_parameters())
@@ -1055,8 +1056,8 @@ TrainBenchResult benchmarkTraining(const FecConfig& config, int size, int batch,
     if (emaDecay > 0)
         ema = std::make_unique<ModelEma>(*model, emaDecay);
     const auto classes = std::max(config.numClasses, 2);
-    auto images = at::randn({batch, 3, size, size});
-    auto labels = at::randint(0, classes, {batch}, at::kLong);
+    auto images = at::randn({batch, 3, size, size}).to(device);
+    auto labels = at::randint(0, classes, {batch}, at::kLong).to(device);
     auto targets = smoothOneHot(labels, classes, 0.1);
     std::vector<double> times;
     for (int i = 0; i < warmup + steps; ++i) {

@@ -147,7 +147,8 @@ struct TrainBenchResult {
     int threads = 0;
 };
 TrainBenchResult benchmarkTraining(const FecConfig& config, int size, int batch, int steps, int warmup,
-                                   double emaDecay = 0.0, double dropPath = 0.1);
+                                   double emaDecay = 0.0, double dropPath = 0.1,
+                                   const c10::Device& device = c10::Device(c10::kCPU));
 
 /// Applies the given frozen stages: requires_grad(false) on network.(2s) and on the pool that
 /// leads into it (network.(2s-1)); stage 0 also freezes patch_embed. Throws for stages > 3.

@@ -53,6 +53,7 @@
 #include "fec/ui/selection_model.h"
 #include "fec/ui/statistics_view.h"
 #include "fec/ui/theme.h"
+#include "fec/ui/training_panel.h"
 
 // Resources of a static library are registered explicitly, outside any namespace.
 static void initExplorerResources()
@@ -136,6 +137,8 @@ struct MainWindow::Private {
     LineagePanel* lineage = nullptr;
     PredictionPanel* prediction = nullptr;
     ModelInfoPanel* info = nullptr;
+    TrainingPanel* training = nullptr;
+    QDockWidget* trainingDock = nullptr;
     QList<QDockWidget*> docks;
 
     QWidget* busyBox = nullptr;
@@ -481,6 +484,12 @@ void MainWindow::Private::buildDocks()
     auto* infoDock = addDock(tr("Model"), QStringLiteral("modelDock"), info, Qt::RightDockWidgetArea);
     q->splitDockWidget(predictionDock, lineageDock, Qt::Vertical);
     q->splitDockWidget(lineageDock, infoDock, Qt::Vertical);
+    // Training runs (fec train child processes); hidden until asked for (Model > Training…).
+    training = new TrainingPanel(settings.get(), q);
+    training->setInteractive(options.interactive);
+    trainingDock = addDock(tr("Training"), QStringLiteral("trainingDock"), training, Qt::BottomDockWidgetArea);
+    trainingDock->hide();
+    QObject::connect(training, &TrainingPanel::openCheckpointRequested, q, &MainWindow::openCheckpoint);
 }
 
 void MainWindow::Private::sizeDocks()
@@ -761,6 +770,11 @@ void MainWindow::Private::buildMenus()
     QObject::connect(rerun, &QAction::triggered, q, [this] { requestRun(); });
     auto* reload = model->addAction(tr("Re&load Checkpoint"));
     QObject::connect(reload, &QAction::triggered, q, [this] { reloadModels(); });
+    model->addSeparator();
+    auto* train = model->addAction(tr("&Training…"));
+    train->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_T));
+    train->setStatusTip(tr("Train or fine-tune a model with fec train and watch its runs"));
+    QObject::connect(train, &QAction::triggered, q, [this] { q->showTraining(); });
     rebuildModelMenus();
 
     auto* help = q->menuBar()->addMenu(tr("&Help"));
@@ -1433,9 +1447,25 @@ Pyramid3DView* MainWindow::pyramid3DView() const
 {
     return d->view3d;
 }
+TrainingPanel* MainWindow::trainingPanel() const
+{
+    return d->training;
+}
+
+void MainWindow::showTraining()
+{
+    d->trainingDock->show();
+    d->trainingDock->raise();
+}
 
 void MainWindow::closeEvent(QCloseEvent* event)
 {
+    // Active training runs: stop them, leave them running, or keep the window open.
+    if (!d->training->prepareClose(d->options.interactive ? TrainingPanel::CloseAction::Ask
+                                                          : TrainingPanel::CloseAction::Stop)) {
+        event->ignore();
+        return;
+    }
     if (d->options.useSettings) {
         d->settings->setValue(QStringLiteral("window/geometry"), saveGeometry());
         d->settings->setValue(QStringLiteral("window/state"), saveState());

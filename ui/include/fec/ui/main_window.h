@@ -26,6 +26,7 @@ class Pyramid3DView;
 class PyramidPanel;
 class SelectionModel;
 class StatisticsView;
+class TrainingPanel;
 
 struct MainWindowOptions {
     /// Read and write QSettings (recent files, window state, preferences). Off: a private,
@@ -100,6 +101,10 @@ public:
     StatisticsView* statisticsView() const;
     /// Created when the 3D tab is first shown (nullptr before, and on platforms without OpenGL).
     Pyramid3DView* pyramid3DView() const;
+    /// The Training dock's panel (fec train runs, live charts, probes into this window).
+    TrainingPanel* trainingPanel() const;
+    /// Shows and raises the Training dock.
+    void showTraining();
 
 Q_SIGNALS:
     /// Every visible view shows the latest result.

@@ -73,6 +73,25 @@ std::string resourceDir()
     return FEC_SOURCE_RESOURCES;
 }
 
+std::string defaultModelPath()
+{
+    const fs::path resources = resourceDir();
+    for (const auto& dir : {resources / "models", resources / ".." / "models"}) {
+        std::error_code ec;
+        std::vector<std::string> found;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            const auto name = it->path().filename().string();
+            if (name.size() > 8 && name.compare(name.size() - 8, 8, ".pth.tar") == 0 && it->is_regular_file(ec))
+                found.push_back(it->path().string());
+        }
+        if (!found.empty()) {
+            std::sort(found.begin(), found.end());
+            return fs::weakly_canonical(found.front(), ec).string();
+        }
+    }
+    return {};
+}
+
 std::vector<std::string> classNamesFor(int numClasses, const std::vector<std::string>& stored,
                                        const std::string& labels)
 {
@@ -111,8 +130,14 @@ std::vector<std::string> classNamesFor(int numClasses, const std::vector<std::st
 void addModelOptions(CLI::App& cmd, ModelOptions& o, bool requireCheckpoint)
 {
     auto* ck = cmd.add_option("--checkpoint,-c", o.checkpoint, "FEC checkpoint (.pth, .pth.tar, .pt)");
-    if (requireCheckpoint)
-        ck->required();
+    if (requireCheckpoint) {
+        // Without --checkpoint the shipped default model is used (shown in --help).
+        o.checkpoint = defaultModelPath();
+        if (o.checkpoint.empty())
+            ck->required();
+        else
+            ck->capture_default_str();
+    }
     cmd.add_option("--weights", o.weights, "auto (EMA when present), state_dict or ema")
         ->check(CLI::IsMember({"auto", "state_dict", "ema"}));
     cmd.add_option("--device", o.device, "auto, cpu or cuda");

@@ -14,6 +14,10 @@ int run(int argc, char** argv);
 /// Folder holding `labels/`, `samples/` (installed share folder, or the source tree).
 std::string resourceDir();
 
+/// The shipped default model: the first *.pth.tar (by name) in resourceDir()/models (installed:
+/// share/fec-explorer/models) or resourceDir()/../models (the source tree). Empty when none.
+std::string defaultModelPath();
+
 /// Class names for a model: stored names, a labels file (path or "imagenet1k"/"fashion-mnist"),
 /// ImageNet-1K names for 1000 classes, numbers otherwise.
 std::vector<std::string> classNamesFor(int numClasses, const std::vector<std::string>& stored,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <set>
 #include <sstream>
 
@@ -230,6 +231,8 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
         archive = pickle::readTorchFile(path);
     } catch (const pickle::FormatError& e) {
         throw fail(e.what());
+    } catch (const std::bad_alloc&) {
+        throw fail("not enough memory to read the file");
     } catch (const std::exception& e) {
         // I/O errors already name the file.
         throw CheckpointError(e.what());

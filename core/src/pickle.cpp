@@ -766,8 +766,13 @@ private:
             out += "f" + std::to_string(bits) + ";";
             return true;
         }
-        case Value::Kind::String: out += "s" + std::to_string(k.s.size()) + ":" + k.s; return true;
-        case Value::Kind::Bytes: out += "b" + std::to_string(k.s.size()) + ":" + k.s; return true;
+        case Value::Kind::String:
+        case Value::Kind::Bytes:
+            out += k.kind == Value::Kind::String ? 's' : 'b';
+            out += std::to_string(k.s.size());
+            out += ':';
+            out.append(k.s);
+            return true;
         case Value::Kind::Global: out += "g" + k.module + "." + k.name + ";"; return true;
         case Value::Kind::Tuple:
             if (depth > 16 || k.items.size() > 64)
@@ -786,7 +791,7 @@ private:
     {
         std::string canon;
         const bool hashable = canonicalKey(*key, canon);
-        spend(4 + canon.size() / 16);  // a hash-map insertion costs a few opcodes' time
+        spend(4 + canon.size() / 4);  // an insertion costs a few opcodes' time, hashing a byte a quarter
         if (hashable) {
             auto& index = dictIndex_[d.get()];
             auto it = index.find(canon);
@@ -1032,7 +1037,7 @@ private:
         const Value& a = *args[0];
         // Every call copies its argument: a shared string converted many times must count.
         charge(a.s.size());
-        spend(a.s.size() / 16);
+        spend(a.s.size() / 4);
         if (a.kind == Value::Kind::Bytes && args.size() == 1)
             return makeBytes(a.s);
         if (a.kind == Value::Kind::String && args.size() >= 2 && args[1]->kind == Value::Kind::String) {
@@ -1110,7 +1115,7 @@ private:
                 fail("_codecs.encode with arguments " + argsValue->describe() + " is not supported" + where());
             if (args.size() == 1) {
                 charge(args[0]->s.size());
-                spend(args[0]->s.size() / 16);
+                spend(args[0]->s.size() / 4);
                 return makeBytes(args[0]->s);
             }
             return toBytes(args, full);

@@ -119,7 +119,9 @@ struct TrainingCharts::Private {
     {
         if (!c.follow)
             return;
-        c.plot->xAxis->setRange(c.keyMin, std::max(c.keyMax, c.keyMin + 1));
+        // A little room past the last point (epochs are whole numbers: half an epoch).
+        const double keyMax = std::max(c.keyMax, c.keyMin + 1);
+        c.plot->xAxis->setRange(c.keyMin, keyMax + (c.percent ? 0.5 : (keyMax - c.keyMin) * 0.03));
         if (c.valueMin > c.valueMax) {
             c.plot->yAxis->setRange(0, c.percent ? 100 : 1);
             return;

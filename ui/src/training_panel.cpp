@@ -735,8 +735,8 @@ TrainingPanel::TrainingPanel(QSettings* settings, QWidget* parent) : QWidget(par
 
 TrainingPanel::~TrainingPanel()
 {
-    d->saveForm();
-    d->saveRuns();
+    // No settings here: the owner of `settings` may already have destroyed them (prepareClose()
+    // and every change of the list save instead).
     for (const auto& c : std::as_const(d->currentConnections))
         QObject::disconnect(c);
     // The runs (children of the model) stop their processes as they are destroyed.

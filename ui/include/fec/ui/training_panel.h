@@ -22,7 +22,8 @@ struct TrainingSpec;
 class TrainingPanel : public QWidget {
     Q_OBJECT
 public:
-    /// `settings` (may be null: nothing is remembered) keeps the form and the list of runs.
+    /// `settings` (may be null: nothing is remembered) keeps the form and the list of runs; it
+    /// must outlive the panel's use of it (saved on changes and in prepareClose(), not on destruction).
     explicit TrainingPanel(QSettings* settings = nullptr, QWidget* parent = nullptr);
     /// Attached runs still going are stopped (SIGTERM, they save last.pth.tar): call detachAll()
     /// first to leave them running.

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
@@ -56,6 +57,24 @@ std::vector<std::string> outputNames(const std::vector<std::string>& inputs)
     return names;
 }
 
+// Resident and peak resident memory of this process in KiB (Linux; 0 elsewhere).
+struct MemoryUse {
+    long rssKib = 0, peakKib = 0;
+};
+
+MemoryUse memoryUse()
+{
+    MemoryUse use;
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("VmRSS:", 0) == 0)
+            use.rssKib = std::atol(line.c_str() + 6);
+        else if (line.rfind("VmHWM:", 0) == 0)
+            use.peakKib = std::atol(line.c_str() + 6);
+    }
+    return use;
+}
+
 class ProgressBar {
 public:
     explicit ProgressBar(size_t total) : m_total(total), m_tty(::isatty(STDERR_FILENO)) {}
@@ -99,6 +118,12 @@ public:
         m_app->add_option("--opacity", m_opacity, "fill opacity of overlays")->check(CLI::Range(0.0, 1.0));
         m_app->add_option("--dpi", m_dpi, "figure resolution")->check(CLI::Range(50, 1200));
         m_app->add_flag("--overwrite", m_overwrite, "replace files already in an image's folder");
+        m_app->add_option("--repeat", m_repeat,
+                          "explain every input this many times in one process (soak and leak checks); later passes "
+                          "replace the files of the first")
+            ->check(CLI::Range(1, 1000000));
+        m_app->add_option("--memory-log", m_memoryLog,
+                          "write a CSV line per explained image: run, image, seconds, resident and peak memory (KiB)");
         m_app->add_option("inputs", m_inputs, "images and folders (searched recursively)")->required();
     }
 
@@ -145,14 +170,26 @@ public:
         if (ec)
             throw std::runtime_error("cannot create output folder " + m_out + ": " + ec.message());
 
-        ProgressBar progress(inputs.size());
+        // Streamed line by line so that a soak can be watched, and read after a crash.
+        std::ofstream memoryLog;
+        if (!m_memoryLog.empty()) {
+            memoryLog.open(m_memoryLog, std::ios::trunc);
+            if (!memoryLog)
+                throw std::runtime_error("cannot write the memory log " + m_memoryLog);
+            memoryLog << "run,image,seconds,rss_kib,peak_kib\n";
+        }
+        MemoryUse firstUse;
+
+        const size_t total = inputs.size() * static_cast<size_t>(m_repeat);
+        ProgressBar progress(total);
         int failures = 0, done = 0;
         const auto start = std::chrono::steady_clock::now();
-        for (size_t i = 0; i < inputs.size(); ++i) {
-            progress.update(i, names[i]);
+        for (size_t run = 0; run < total; ++run) {
+            const size_t i = run % inputs.size();
+            progress.update(run, names[i]);
             try {
                 explainOne(*loaded.model, device, inputs[i], fs::path(m_out) / names[i], size, mode, ks, formats,
-                           features, cfg);
+                           features, cfg, run >= inputs.size());
                 ++done;
             } catch (const c10::Error& e) {
                 progress.finish();
@@ -163,22 +200,37 @@ public:
                 std::cerr << "fec: skipped " << e.what() << "\n";
                 ++failures;
             }
+            if (memoryLog.is_open()) {
+                const auto use = memoryUse();
+                if (run == 0)
+                    firstUse = use;
+                memoryLog << run + 1 << "," << inputs[i] << "," << std::fixed << std::setprecision(3)
+                          << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << ","
+                          << use.rssKib << "," << use.peakKib << "\n"
+                          << std::flush;
+            }
         }
         progress.finish();
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::cout << "Explained " << done << " of " << inputs.size() << " images into " << m_out << " ("
+        std::cout << "Explained " << done << " of " << total << " images into " << m_out << " ("
                   << weightsLine(info) << ", " << size << "x" << size << " " << imaging::preprocessName(mode) << ", "
                   << std::fixed << std::setprecision(1) << seconds << " s)\n";
+        if (memoryLog.is_open()) {
+            const auto use = memoryUse();
+            std::cout << "Resident memory: " << firstUse.rssKib / 1024.0 << " MiB after the first image, "
+                      << use.rssKib / 1024.0 << " MiB after the last (peak " << use.peakKib / 1024.0 << " MiB); "
+                      << m_memoryLog << " has one line per image\n";
+        }
         return failures ? 1 : 0;
     }
 
 private:
     void explainOne(FecModelImpl& model, const c10::Device& device, const std::string& input, const fs::path& dir,
                     int size, imaging::Preprocess mode, const std::vector<int>& ks, const std::set<std::string>& formats,
-                    imaging::MergeFeatures features, const FecConfig& cfg)
+                    imaging::MergeFeatures features, const FecConfig& cfg, bool repeated)
     {
         const auto image = imaging::loadImageRgb(input);
-        if (fs::exists(dir) && !m_overwrite && !fs::is_empty(dir))
+        if (!repeated && fs::exists(dir) && !m_overwrite && !fs::is_empty(dir))
             throw std::runtime_error(input + ": " + dir.string() + " already has files (use --overwrite to replace them)");
         fs::create_directories(dir);
         const auto prepared = imaging::prepareImage(image, size, mode);
@@ -278,7 +330,8 @@ private:
     ModelOptions m_model;
     std::string m_out, m_k = "3,5", m_levels = "all", m_format = "png", m_preprocess, m_features = "key";
     std::vector<std::string> m_inputs;
-    int m_size = 0, m_median = 0, m_dpi = 150;
+    std::string m_memoryLog;
+    int m_size = 0, m_median = 0, m_dpi = 150, m_repeat = 1;
     double m_opacity = 0.45;
     bool m_data = false, m_overwrite = false;
 };

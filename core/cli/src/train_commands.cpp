@@ -779,12 +779,59 @@ private:
     uint64_t m_untrainedSeed = 0;
 };
 
+// `fec export`: a weights-only checkpoint for sharing or shipping (no optimizer, scheduler or RNG
+// state): the chosen weights as state_dict, with the architecture, class names, input size and
+// preprocessing the source recorded.
+class ExportCommand : public Command {
+public:
+    explicit ExportCommand(CLI::App& parent)
+        : Command(parent.add_subcommand("export", "write a weights-only copy of a checkpoint (timm layout)"))
+    {
+        auto& a = *m_app;
+        addModelOptions(a, m_model, true);
+        a.add_option("--out,-o", m_out, "the checkpoint to write (.pth.tar)")->required();
+        a.add_option("--size", m_size, "input size to record (default: the source's)");
+        a.add_option("--preprocess", m_preprocess, "squash or crop to record (default: the source's)")
+            ->check(CLI::IsMember({"squash", "crop"}));
+    }
+
+    int run() override
+    {
+        c10::Device device(c10::kCPU);
+        ModelOptions options = m_model;
+        options.device = "cpu";
+        auto loaded = loadModel(options, &device);
+        const auto& info = loaded.info;
+        SaveOptions save;
+        for (const auto& [key, value] : info.extras)
+            if (key == "epoch")
+                save.epoch = std::atoi(value.c_str());
+        save.classNames = info.classNames;
+        save.inputSize = m_size > 0 ? m_size : info.inputSize;
+        save.preprocess = !m_preprocess.empty() ? m_preprocess : info.preprocess;
+        saveCheckpoint(m_out, *loaded.model, save);
+        std::error_code ec;
+        const auto bytes = fs::file_size(m_out, ec);
+        std::cout << "Wrote " << m_out << " (" << (ec ? 0 : bytes) << " bytes): " << info.weights << " of "
+                  << m_model.checkpoint << ", " << loaded.model->parameterCount() << " parameters"
+                  << (save.inputSize > 0 ? ", input " + std::to_string(save.inputSize) : std::string())
+                  << (save.preprocess.empty() ? std::string() : " " + save.preprocess) << "\n";
+        return 0;
+    }
+
+private:
+    ModelOptions m_model;
+    std::string m_out, m_preprocess;
+    int m_size = 0;
+};
+
 } // namespace
 
 void addTrainCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands)
 {
     commands.push_back(std::make_unique<TrainCommand>(app));
     commands.push_back(std::make_unique<EvalCommand>(app));
+    commands.push_back(std::make_unique<ExportCommand>(app));
 }
 
 } // namespace fec::cli

@@ -99,8 +99,9 @@ TEST(SoakExplain, ResidentMemoryStaysFlat)
 
     // The default outputs (overlays, K-means, figure PNG, summary) rewritten into one folder per
     // image on every pass: the whole explain path, without 1,000 folders on disk.
-    std::vector<std::string> args{"explain", "--checkpoint", checkpoint, "--out", (root / "out").string(),
-                                  "--repeat", std::to_string(repeat), "--memory-log", log.string()};
+    std::vector<std::string> args{
+        "explain",  "--checkpoint",         checkpoint,     "--out",     (root / "out").string(),
+        "--repeat", std::to_string(repeat), "--memory-log", log.string()};
     args.insert(args.end(), inputs.begin(), inputs.end());
     ASSERT_EQ(test::runFec(args), 0);
 
@@ -113,8 +114,8 @@ TEST(SoakExplain, ResidentMemoryStaysFlat)
     const double slope = slopeKibPerRun(s, warm);
     const double growth = s.back().rssMib - s[warm].rssMib;
     std::cout << "explains " << s.size() << ", RSS first " << s.front().rssMib << " MiB, after warm-up (" << warm
-              << ") " << s[warm].rssMib << " MiB, last " << s.back().rssMib << " MiB, growth after warm-up "
-              << growth << " MiB, slope " << slope << " KiB/explain, " << s.back().seconds << " s\n";
+              << ") " << s[warm].rssMib << " MiB, last " << s.back().rssMib << " MiB, growth after warm-up " << growth
+              << " MiB, slope " << slope << " KiB/explain, " << s.back().seconds << " s\n";
     // A leak of one traced forward's tensors (the smallest thing we could lose per run) is over
     // 100 KiB; 16 KiB/explain over 1,000 runs would still be 16 MiB. The bound on growth is 24 MiB
     // after warm-up: the caching CPU allocator and glibc arenas settle in steps of a few MiB.

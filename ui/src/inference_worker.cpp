@@ -1,5 +1,7 @@
 #include "fec/ui/inference_worker.h"
 
+#include <c10/util/Exception.h>
+
 #include <QMetaObject>
 #include <QMutexLocker>
 
@@ -8,6 +10,21 @@
 
 namespace fec::ui {
 
+namespace {
+
+InferenceWorker::FaultForTesting& faultForTesting()
+{
+    static InferenceWorker::FaultForTesting fault;
+    return fault;
+}
+
+}  // namespace
+
+void InferenceWorker::setFaultForTesting(FaultForTesting fault)
+{
+    faultForTesting() = std::move(fault);
+}
+
 InferenceWorker::InferenceWorker(std::shared_ptr<const ModelBundle> model, QObject* parent)
     : QObject(parent), m_model(std::move(model))
 {
@@ -15,7 +32,17 @@ InferenceWorker::InferenceWorker(std::shared_ptr<const ModelBundle> model, QObje
     qRegisterMetaType<fec::ui::ExplainRequest>();
 }
 
-InferenceWorker::~InferenceWorker() = default;
+InferenceWorker::~InferenceWorker()
+{
+    // The session retires a worker with deleteLater on its finished thread, so this runs there,
+    // usually holding the last reference to the model: hand its device memory back to the driver.
+    m_model.reset();
+    try {
+        fec::releaseCachedDeviceMemory();
+    } catch (...) {
+        // A broken CUDA context must not turn closing a model into a crash.
+    }
+}
 
 quint64 InferenceWorker::requestExplain(ExplainRequest request)
 {
@@ -66,23 +93,38 @@ void InferenceWorker::processPending()
             m_hasPending = false;
             m_cancel = false;
         }
-        // OpenMP thread counts are per thread: apply the user's choice here, not on the GUI thread.
-        const int threads = m_threads.load();
-        if (threads != m_appliedThreads) {
-            fec::setThreadCount(threads);
-            m_appliedThreads = threads;
-        }
         Q_EMIT started(request.requestId, request.imagePath);
         ExplainResultPtr result;
         QString error;
+        bool outOfMemory = false;
+        // Nothing may escape into the event loop: a CUDA error here would take the window down.
         try {
+            // OpenMP thread counts are per thread: apply the user's choice here, not on the GUI thread.
+            const int threads = m_threads.load();
+            if (threads != m_appliedThreads) {
+                fec::setThreadCount(threads);
+                m_appliedThreads = threads;
+            }
+            if (const auto& fault = faultForTesting())
+                fault(request);
             result = runExplain(*m_model, request, &m_cancel);
         } catch (const ExplainCancelled&) {
             continue;
+        } catch (const c10::Error& e) {
+            error = QString::fromStdString(e.what_without_backtrace());
+            outOfMemory = fec::isOutOfMemory(e);
         } catch (const std::exception& e) {
             error = QString::fromStdString(e.what());
+            outOfMemory = fec::isOutOfMemory(e);
         } catch (...) {
             error = request.imagePath + QStringLiteral(": unknown error while explaining the image");
+        }
+        if (outOfMemory) {
+            // The failed run's tensors are gone; what the allocator kept of them would make a retry fail too.
+            try {
+                fec::releaseCachedDeviceMemory();
+            } catch (...) {
+            }
         }
         {
             // A newer request or a cancel() since the start makes this result stale.
@@ -93,7 +135,7 @@ void InferenceWorker::processPending()
         if (result)
             Q_EMIT resultReady(result);
         else
-            Q_EMIT failed(request.requestId, error);
+            Q_EMIT failed(request.requestId, error, outOfMemory);
     }
 }
 

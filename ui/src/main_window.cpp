@@ -4,6 +4,8 @@
 
 #include <torch/cuda.h>
 
+#include <QAbstractButton>
+#include <QAction>
 #include <QActionGroup>
 #include <QApplication>
 #include <QClipboard>
@@ -16,11 +18,13 @@
 #include <QFileInfo>
 #include <QGuiApplication>
 #include <QHBoxLayout>
+#include <QHash>
 #include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
 #include <QOpenGLWidget>
+#include <QPointer>
 #include <QPainter>
 #include <QProgressBar>
 #include <QPushButton>
@@ -148,6 +152,9 @@ struct MainWindow::Private {
     QLabel* imageLabel = nullptr;
     QLabel* hoverLabel = nullptr;
     QLabel* errorLabel = nullptr;
+    /// Buttons for what the window offers to do about the last error (errorActions).
+    QWidget* errorActionsBox = nullptr;
+    QList<QAction*> errorActions;
     QLabel* messageLabel = nullptr;
     int messageGeneration = 0;
     /// A transient message in the status bar (QStatusBar::showMessage would hide the busy indicator).
@@ -216,14 +223,20 @@ struct MainWindow::Private {
     void requestRun();
     void onResult(const ExplainResultPtr& r);
     void onSecondaryResult(const ExplainResultPtr& r);
-    void onFailed(const QString& message, bool secondaryModel);
+    void onFailed(const QString& message, bool secondaryModel, bool outOfMemory);
+    void onLoadFailed(ModelSession* session, const QString& path, const QString& message, bool outOfMemory);
+    QList<QAction*> outOfMemoryActions(ModelSession* session, const QString& message, bool loading);
+    void setErrorActions(const QList<QAction*>& actions);
+    /// The engine's message and what to do about it ("… retry on the CPU or at a smaller input size.").
+    QString withOutOfMemoryAdvice(const QString& message, const QList<QAction*>& actions) const;
     void applyToTab(QWidget* tab);
     void ensure3D();
     void finishUpdate();
     void updateBusy();
     void updateStatus();
     void updateCentralPage();
-    void reportError(const QString& title, const QString& message, bool dialog);
+    /// `actions`: offered with the error (buttons in the status bar and the dialog); the window owns them.
+    void reportError(const QString& title, const QString& message, bool dialog, const QList<QAction*>& actions = {});
     void clearError();
     void reloadModels();
     ImageView* activeImageView() const;
@@ -278,14 +291,16 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
         d->requestRun();
         Q_EMIT modelLoaded();
     });
-    connect(d->primary, &ModelSession::loadFailed, this, [this](const QString& path, const QString& message) {
-        if (!d->primary->isLoaded())
-            d->info->setMessage(tr("No model loaded."));
-        d->updateCentralPage();
-        d->reportError(tr("Could not open the checkpoint %1").arg(QFileInfo(path).fileName()), message, true);
-    });
+    connect(d->primary, &ModelSession::loadFailed, this,
+            [this](const QString& path, const QString& message, bool outOfMemory) {
+                if (!d->primary->isLoaded())
+                    d->info->setMessage(tr("No model loaded."));
+                d->updateCentralPage();
+                d->onLoadFailed(d->primary, path, message, outOfMemory);
+            });
     connect(d->primary, &ModelSession::resultReady, this, [this](const ExplainResultPtr& r) { d->onResult(r); });
-    connect(d->primary, &ModelSession::failed, this, [this](quint64, const QString& m) { d->onFailed(m, false); });
+    connect(d->primary, &ModelSession::failed, this,
+            [this](quint64, const QString& m, bool outOfMemory) { d->onFailed(m, false, outOfMemory); });
     connect(d->primary, &ModelSession::started, this, [this](quint64, const QString& path) {
         d->busyLabel->setText(tr("Running %1 on %2…").arg(d->primary->summary().fileName, QFileInfo(path).fileName()));
     });
@@ -299,11 +314,13 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
         d->requestRun();
         showView(View::Compare);
     });
-    connect(d->secondary, &ModelSession::loadFailed, this, [this](const QString& path, const QString& message) {
-        d->reportError(tr("Could not open the comparison checkpoint %1").arg(QFileInfo(path).fileName()), message, true);
-    });
+    connect(d->secondary, &ModelSession::loadFailed, this,
+            [this](const QString& path, const QString& message, bool outOfMemory) {
+                d->onLoadFailed(d->secondary, path, message, outOfMemory);
+            });
     connect(d->secondary, &ModelSession::resultReady, this, [this](const ExplainResultPtr& r) { d->onSecondaryResult(r); });
-    connect(d->secondary, &ModelSession::failed, this, [this](quint64, const QString& m) { d->onFailed(m, true); });
+    connect(d->secondary, &ModelSession::failed, this,
+            [this](quint64, const QString& m, bool outOfMemory) { d->onFailed(m, true, outOfMemory); });
 
     connect(d->gallery, &ImageGallery::currentImageChanged, this, &MainWindow::setCurrentImage);
     connect(d->lineage, &LineagePanel::summaryChanged, this, [this](const QString& s) { d->hoverLabel->setText(s); });
@@ -542,6 +559,11 @@ void MainWindow::Private::buildStatusBar()
     errorLabel->setStyleSheet(QStringLiteral("color: #d55e00;"));
     errorLabel->setTextInteractionFlags(Qt::TextSelectableByMouse);
     bar->addWidget(errorLabel, 1);
+    errorActionsBox = new QWidget(bar);
+    auto* errorActionsLayout = new QHBoxLayout(errorActionsBox);
+    errorActionsLayout->setContentsMargins(0, 0, 0, 0);
+    errorActionsBox->hide();
+    bar->addWidget(errorActionsBox);
     hoverLabel = new QLabel(bar);
     hoverLabel->setMinimumWidth(120);
     bar->addWidget(hoverLabel, 2);
@@ -995,13 +1017,17 @@ void MainWindow::Private::onSecondaryResult(const ExplainResultPtr& r)
         Q_EMIT q->resultShown();
 }
 
-void MainWindow::Private::onFailed(const QString& message, bool secondaryModel)
+void MainWindow::Private::onFailed(const QString& message, bool secondaryModel, bool outOfMemory)
 {
+    const auto actions = outOfMemory ? outOfMemoryActions(secondaryModel ? secondary : primary, message, false)
+                                     : QList<QAction*>();
+    const QString text = outOfMemory ? withOutOfMemoryAdvice(message, actions) : message;
     if (secondaryModel) {
         secondaryPending = false;
         secondaryResult.reset();
         compare->setSecondaryResult(nullptr);
-        reportError(tr("The comparison model could not explain the image"), message, false);
+        reportError(outOfMemory ? tr("The comparison model ran out of memory") : tr("The comparison model could not explain the image"),
+                    text, !actions.isEmpty(), actions);
         updateBusy();
         return;
     }
@@ -1015,8 +1041,9 @@ void MainWindow::Private::onFailed(const QString& message, bool secondaryModel)
     prediction->setPredictions({}, tr("No prediction: the image could not be explained."));
     staleTabs = {pyramid, compare, hierarchy, heads, view3dHost, stats};
     applyToTab(tabs->currentWidget());
-    pyramid->view()->setPlaceholderText(message);
-    reportError(tr("Could not explain the image"), message, false);
+    pyramid->view()->setPlaceholderText(text);
+    reportError(outOfMemory ? tr("Out of memory while explaining the image") : tr("Could not explain the image"), text,
+                !actions.isEmpty(), actions);
     updateStatus();
     updateBusy();
 }
@@ -1148,20 +1175,29 @@ void MainWindow::Private::updateCentralPage()
     stack->setCurrentWidget(welcome);
 }
 
-void MainWindow::Private::reportError(const QString& title, const QString& message, bool dialog)
+void MainWindow::Private::reportError(const QString& title, const QString& message, bool dialog,
+                                      const QList<QAction*>& actions)
 {
     lastError = message.isEmpty() ? title : message;
     errorLabel->setText(QStringLiteral("⚠ %1").arg(lastError));
     errorLabel->setToolTip(lastError);
+    setErrorActions(actions);
     Q_EMIT q->errorOccurred(lastError);
     if (!options.interactive) {
         qWarning("fec-explorer: %s", qPrintable(lastError));
         return;
     }
     if (dialog) {
-        QMessageBox box(QMessageBox::Warning, tr("FEC Explorer"), title, QMessageBox::Ok, q);
+        QMessageBox box(QMessageBox::Warning, tr("FEC Explorer"), title, QMessageBox::NoButton, q);
         box.setInformativeText(message);
+        QHash<QAbstractButton*, QPointer<QAction>> chosen;
+        for (auto* a : actions)
+            chosen.insert(box.addButton(a->text(), QMessageBox::AcceptRole), a);
+        box.addButton(actions.isEmpty() ? QMessageBox::Ok : QMessageBox::Close);
         box.exec();
+        // The action may be gone when the dialog closes (a newer error replaced it).
+        if (const auto action = chosen.value(box.clickedButton()))
+            action->trigger();
     }
 }
 
@@ -1170,6 +1206,98 @@ void MainWindow::Private::clearError()
     lastError.clear();
     errorLabel->clear();
     errorLabel->setToolTip(QString());
+    setErrorActions({});
+}
+
+void MainWindow::Private::setErrorActions(const QList<QAction*>& actions)
+{
+    // Later, not now: this runs inside an action's own triggered() when it is taken.
+    for (auto* b : errorActionsBox->findChildren<QToolButton*>(QString(), Qt::FindDirectChildrenOnly))
+        b->deleteLater();
+    for (auto* a : std::as_const(errorActions))
+        a->deleteLater();
+    errorActions = actions;
+    for (auto* a : actions) {
+        a->setParent(q);
+        auto* button = new QToolButton(errorActionsBox);
+        button->setDefaultAction(a);
+        errorActionsBox->layout()->addWidget(button);
+        // Taking an offer withdraws all of them; the retry reports its own outcome.
+        QObject::connect(a, &QAction::triggered, q, [this] { setErrorActions({}); });
+    }
+    errorActionsBox->setVisible(!actions.isEmpty());
+}
+
+void MainWindow::Private::onLoadFailed(ModelSession* session, const QString& path, const QString& message, bool outOfMemory)
+{
+    const QString name = QFileInfo(path).fileName();
+    const auto actions = outOfMemory ? outOfMemoryActions(session, message, true) : QList<QAction*>();
+    const QString title = outOfMemory ? tr("Not enough memory to load %1").arg(name)
+                          : session == secondary ? tr("Could not open the comparison checkpoint %1").arg(name)
+                                                 : tr("Could not open the checkpoint %1").arg(name);
+    reportError(title, outOfMemory ? withOutOfMemoryAdvice(message, actions) : message, true, actions);
+}
+
+QString MainWindow::Private::withOutOfMemoryAdvice(const QString& message, const QList<QAction*>& actions) const
+{
+    bool cpu = false, smaller = false;
+    for (auto* a : actions) {
+        cpu = cpu || a->objectName() == QLatin1String("retryOnCpu");
+        smaller = smaller || a->objectName() == QLatin1String("retrySmaller");
+    }
+    const QString advice = cpu && smaller ? tr("Not enough memory: retry on the CPU or at a smaller input size.")
+                           : cpu          ? tr("Not enough memory: retry on the CPU, or close other programs using the GPU.")
+                           : smaller      ? tr("Not enough memory: retry at a smaller input size.")
+                                          : tr("Not enough memory: close other programs or choose a smaller model.");
+    return message + QStringLiteral(" — ") + advice;
+}
+
+QList<QAction*> MainWindow::Private::outOfMemoryActions(ModelSession* session, const QString& message, bool loading)
+{
+    QList<QAction*> actions;
+    // The CPU is worth offering when the failure happened on a GPU: the model was on one, or CUDA's
+    // allocator said so ("CUDA out of memory. Tried to allocate ..."), and the CPU is not chosen already.
+    const auto bundle = session->bundle();
+    const bool onGpu = (bundle && !bundle->device.is_cpu()) || message.contains(QLatin1String("CUDA")) ||
+                       (loading && session->options().device != QLatin1String("cpu") && fec::cudaAvailable());
+    if (onGpu && effectiveDevice() != QLatin1String("cpu")) {
+        auto* retry = new QAction(tr("Retry on CPU"), q);
+        retry->setObjectName(QStringLiteral("retryOnCpu"));
+        retry->setToolTip(tr("Load the model on the CPU for this session (slower; uses main memory) and run again"));
+        const QString path = session->options().path;
+        QObject::connect(retry, &QAction::triggered, q, [this, session, path, loading] {
+            overrideDevice = QStringLiteral("cpu");
+            rebuildModelMenus();
+            flash(tr("Retrying on the CPU…"), 5000);
+            if (loading)
+                session->load(loadOptions(path));
+            else
+                reloadModels();  // the loaded handler runs the current image again
+            updateBusy();
+        });
+        actions << retry;
+    }
+    if (!loading) {
+        // Activation memory grows with the number of pixels: about half of them should fit.
+        const auto& summary = primary->summary();
+        const int current = effectiveSize() > 0 ? effectiveSize() : (summary.storedInputSize > 0 ? summary.storedInputSize : 224);
+        int smaller = 0;
+        for (int s : inputSizeChoices(summary.sizeMultiple > 0 ? summary.sizeMultiple : 32))
+            if (s * 4 <= current * 3)
+                smaller = s;
+        if (smaller > 0) {
+            auto* retry = new QAction(tr("Retry at %1 × %1").arg(smaller), q);
+            retry->setObjectName(QStringLiteral("retrySmaller"));
+            retry->setToolTip(tr("Run again at a smaller input size for this session (Model ▸ Input size)"));
+            QObject::connect(retry, &QAction::triggered, q, [this, smaller] {
+                overrideSize = smaller;
+                rebuildModelMenus();
+                requestRun();
+            });
+            actions << retry;
+        }
+    }
+    return actions;
 }
 
 ImageView* MainWindow::Private::activeImageView() const
@@ -1351,6 +1479,16 @@ bool MainWindow::isSettled() const
     if (!d->primary->isLoaded() || d->currentImage.isEmpty() || d->currentFailed)
         return true;
     return isViewUpToDate();
+}
+
+QList<QAction*> MainWindow::errorActions() const
+{
+    return d->errorActions;
+}
+
+QString MainWindow::requestedDevice() const
+{
+    return d->effectiveDevice();
 }
 
 QString MainWindow::lastError() const

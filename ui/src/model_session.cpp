@@ -1,5 +1,7 @@
 #include "fec/ui/model_session.h"
 
+#include <c10/util/Exception.h>
+
 #include <QFutureWatcher>
 #include <QtConcurrent/QtConcurrentRun>
 
@@ -7,6 +9,21 @@
 #include "fec/ui/inference_worker.h"
 
 namespace fec::ui {
+
+namespace {
+
+ModelSession::LoadFaultForTesting& loadFaultForTesting()
+{
+    static ModelSession::LoadFaultForTesting fault;
+    return fault;
+}
+
+}  // namespace
+
+void ModelSession::setLoadFaultForTesting(LoadFaultForTesting fault)
+{
+    loadFaultForTesting() = std::move(fault);
+}
 
 ModelSession::ModelSession(QObject* parent) : QObject(parent)
 {
@@ -34,14 +51,28 @@ void ModelSession::load(const ModelLoadOptions& options)
         watcher->deleteLater();
         finishLoad(generation, watcher->result());
     });
-    watcher->setFuture(QtConcurrent::run([options] {
+    watcher->setFuture(QtConcurrent::run([options, fault = loadFaultForTesting()] {
         LoadOutcome outcome;
         try {
+            if (fault)
+                fault(options);
             outcome.bundle = loadModelBundle(options);
+        } catch (const c10::Error& e) {
+            outcome.error = QString::fromStdString(e.what_without_backtrace());
+            outcome.outOfMemory = fec::isOutOfMemory(e);
         } catch (const std::exception& e) {
             outcome.error = QString::fromStdString(e.what());
+            outcome.outOfMemory = fec::isOutOfMemory(e);
         } catch (...) {
             outcome.error = options.path + QStringLiteral(": unknown error while loading the checkpoint");
+        }
+        if (!outcome.bundle) {
+            // Weights already copied to the device before the failure went with the bundle; give
+            // back what the allocator kept of them.
+            try {
+                fec::releaseCachedDeviceMemory();
+            } catch (...) {
+            }
         }
         return outcome;
     }));
@@ -63,7 +94,7 @@ void ModelSession::finishLoad(quint64 generation, const LoadOutcome& outcome)
     m_loading = false;
     if (!outcome.bundle) {
         Q_EMIT loadingChanged(false);
-        Q_EMIT loadFailed(m_options.path, outcome.error);
+        Q_EMIT loadFailed(m_options.path, outcome.error, outcome.outOfMemory);
         return;
     }
     retireWorker();
@@ -82,9 +113,9 @@ void ModelSession::finishLoad(quint64 generation, const LoadOutcome& outcome)
         if (result && result->requestId == m_latest)
             Q_EMIT resultReady(result);
     });
-    connect(m_worker, &InferenceWorker::failed, this, [this](quint64 id, const QString& message) {
+    connect(m_worker, &InferenceWorker::failed, this, [this](quint64 id, const QString& message, bool outOfMemory) {
         if (id == m_latest)
-            Q_EMIT failed(id, message);
+            Q_EMIT failed(id, message, outOfMemory);
     });
     connect(m_worker, &InferenceWorker::busyChanged, this, &ModelSession::busyChanged);
     connect(m_worker, &InferenceWorker::started, this, &ModelSession::started);

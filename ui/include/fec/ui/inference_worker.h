@@ -4,6 +4,7 @@
 // superseded results are dropped, every failure arrives as a signal.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include <QMutex>
@@ -35,9 +36,17 @@ public:
     bool isBusy() const { return m_busy.load(); }
     std::shared_ptr<const ModelBundle> model() const { return m_model; }
 
+    /// Test-only: called on the worker thread before every run; what it throws is reported like a
+    /// failure of the run (e.g. a c10::Error "CUDA out of memory" on a machine without a GPU). Set
+    /// while no run is in flight; nullptr (the application's value) turns it off.
+    using FaultForTesting = std::function<void(const ExplainRequest&)>;
+    static void setFaultForTesting(FaultForTesting fault);
+
 Q_SIGNALS:
     void resultReady(fec::ui::ExplainResultPtr result);
-    void failed(quint64 requestId, const QString& message);
+    /// `outOfMemory`: the device (or the host) ran out of memory; cached device memory has been
+    /// released, so a retry on the CPU or at a smaller input size can succeed.
+    void failed(quint64 requestId, const QString& message, bool outOfMemory);
     void busyChanged(bool busy);
     /// A run began (for progress text).
     void started(quint64 requestId, const QString& imagePath);

@@ -7,8 +7,11 @@
 #include <memory>
 
 #include <QImage>
+#include <QList>
 #include <QMainWindow>
 #include <QStringList>
+
+class QAction;
 
 namespace fec::ui {
 
@@ -78,6 +81,12 @@ public:
     bool isSettled() const;
     /// The last error reported (empty when none since the last successful action).
     QString lastError() const;
+    /// What the window offers to do about the last error (out of memory: "Retry on CPU", "Retry at
+    /// 160 × 160"; object names retryOnCpu, retrySmaller): buttons in the status bar and, when
+    /// interactive, in the error dialog. Triggering one does it. Empty when nothing is offered.
+    QList<QAction*> errorActions() const;
+    /// The device models are loaded on: "auto", "cpu" or "cuda:N" (preference or session override).
+    QString requestedDevice() const;
 
     /// The whole window as on screen, OpenGL content included.
     QImage grabWindowImage();

@@ -3,6 +3,7 @@
 // One loaded model as the window sees it: loading off the GUI thread (QtConcurrent), then an
 // InferenceWorker on its own QThread. Results of superseded requests never reach the window.
 
+#include <functional>
 #include <memory>
 
 #include <QList>
@@ -50,14 +51,21 @@ public:
     int threadCount() const { return m_threads; }
     quint64 latestRequest() const { return m_latest; }
 
+    /// Test-only: called in the loading thread before every load; what it throws is reported like
+    /// a failed load. Set while no load runs; nullptr (the application's value) turns it off.
+    using LoadFaultForTesting = std::function<void(const ModelLoadOptions&)>;
+    static void setLoadFaultForTesting(LoadFaultForTesting fault);
+
 Q_SIGNALS:
     void loadingChanged(bool loading);
     void loaded();
-    /// The load of `path` failed; `message` is readable (it names the file).
-    void loadFailed(const QString& path, const QString& message);
+    /// The load of `path` failed; `message` is readable (it names the file). `outOfMemory`: the
+    /// device ran out of memory (cached device memory has been released; the CPU may do).
+    void loadFailed(const QString& path, const QString& message, bool outOfMemory);
     void unloaded();
     void resultReady(fec::ui::ExplainResultPtr result);
-    void failed(quint64 requestId, const QString& message);
+    /// A run failed; `outOfMemory` as for InferenceWorker::failed.
+    void failed(quint64 requestId, const QString& message, bool outOfMemory);
     void busyChanged(bool busy);
     void started(quint64 requestId, const QString& imagePath);
 
@@ -65,6 +73,7 @@ private:
     struct LoadOutcome {
         std::shared_ptr<ModelBundle> bundle;
         QString error;
+        bool outOfMemory = false;
     };
     void finishLoad(quint64 generation, const LoadOutcome& outcome);
     void retireWorker();

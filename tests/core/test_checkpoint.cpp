@@ -1,11 +1,9 @@
 // Loading every checkpoint layout, saving ours, and the errors users see for bad files.
 
 #include <chrono>
-#include <ctime>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iostream>
 #include <random>
 
@@ -15,6 +13,7 @@
 
 #include "fec/atomic_file.h"
 #include "fec/checkpoint.h"
+#include "cpu_time.h"
 #include "reference.h"
 
 namespace fs = std::filesystem;
@@ -342,21 +341,8 @@ std::string floatTensor(uint32_t numel = 4)
 
 const std::string kFloatTensor = floatTensor();
 
-#ifdef __SANITIZE_ADDRESS__
-constexpr double kCpuSlack = 10.0;  // sanitizer builds run several times slower
-#else
-constexpr double kCpuSlack = 1.0;
-#endif
-
-// CPU seconds the process spends in `f` (wall time would measure the machine's load).
-double cpuSecondsOf(const std::function<void()>& f)
-{
-    timespec a{}, b{};
-    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
-    f();
-    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-    return static_cast<double>(b.tv_sec - a.tv_sec) + 1e-9 * static_cast<double>(b.tv_nsec - a.tv_nsec);
-}
+using test::cpuSecondsOf;
+using test::kCpuSlack;
 
 TEST(CheckpointHostile, OneTensorUnderManyKeysIsCopiedOnce)
 {

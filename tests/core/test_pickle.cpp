@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +17,7 @@
 
 #include "fec/atomic_file.h"
 #include "fec/pickle.h"
+#include "cpu_time.h"
 
 namespace {
 
@@ -1146,21 +1146,8 @@ std::string tensorWith(int numel, const std::string& offset, const std::string& 
            sizes + strides + "\x89}tR";
 }
 
-#ifdef __SANITIZE_ADDRESS__
-constexpr double kCpuSlack = 10.0;  // sanitizer builds run several times slower
-#else
-constexpr double kCpuSlack = 1.0;
-#endif
-
-// CPU seconds the process spends in `f` (wall time would measure the machine's load).
-double cpuSecondsOf(const std::function<void()>& f)
-{
-    timespec a{}, b{};
-    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
-    f();
-    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-    return static_cast<double>(b.tv_sec - a.tv_sec) + 1e-9 * static_cast<double>(b.tv_nsec - a.tv_nsec);
-}
+using fec::test::cpuSecondsOf;
+using fec::test::kCpuSlack;
 
 TEST(PickleAudit, SharedTupleKeysHashInBoundedTime)
 {

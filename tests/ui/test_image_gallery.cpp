@@ -119,6 +119,42 @@ private Q_SLOTS:
         QApplication::processEvents();
         QTRY_VERIFY_WITH_TIMEOUT(gallery.model()->decodedCount() == 1, 10000);
         QVERIFY(!gallery.model()->isDecoding());
+        QCOMPARE(gallery.model()->problem(0), QStringLiteral("not an image that can be decoded"));
+    }
+
+    // A 60-byte PNG that claims 100,000 x 100,000 pixels: refused from its header, before any
+    // decoder allocates, with the reason in the tooltip; the real images beside it still decode.
+    void decompressionBombsAreRefusedFromTheirHeader()
+    {
+        QTemporaryDir dir;
+        const QString bomb = dir.filePath(QStringLiteral("bomb.png"));
+        {
+            QFile f(bomb);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            QByteArray png("\x89PNG\r\n\x1a\n", 8);
+            png += QByteArray("\x00\x00\x00\x0dIHDR", 8);
+            png += QByteArray("\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02\x00\x00\x00", 13);  // 100000 x 100000 RGB
+            png += QByteArray(4, '\0');                                                              // CRC (never read)
+            png += QByteArray("\x00\x00\x00\x0cIDAT", 8) + QByteArray(16, '\0');
+            f.write(png);
+        }
+        const QString good = dir.filePath(QStringLiteral("good.png"));
+        QImage image(40, 30, QImage::Format_RGB888);
+        image.fill(Qt::blue);
+        QVERIFY(image.save(good));
+
+        ImageGallery gallery;
+        gallery.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&gallery));
+        gallery.setFiles({bomb, good});
+        QApplication::processEvents();
+        QTRY_VERIFY_WITH_TIMEOUT(gallery.model()->decodedCount() == 2 && !gallery.model()->isDecoding(), 10000);
+        const int bombRow = gallery.model()->rowOf(bomb);
+        const QString problem = gallery.model()->problem(bombRow);
+        QVERIFY2(problem.contains(QStringLiteral("100000 x 100000")) && problem.contains(QStringLiteral("limit")),
+                 qPrintable(problem));
+        QVERIFY(gallery.model()->data(gallery.model()->index(bombRow), Qt::ToolTipRole).toString().contains(problem));
+        QVERIFY(gallery.model()->problem(gallery.model()->rowOf(good)).isEmpty());
     }
 
 private:

@@ -1,6 +1,8 @@
 #include "fec/ui/image_gallery.h"
 
+#include <QBuffer>
 #include <QDir>
+#include <QFile>
 #include <QFileInfo>
 #include <QImageReader>
 #include <QItemSelectionModel>
@@ -12,6 +14,8 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include "fec/imaging/image_decode.h"
 
 namespace fec::ui {
 
@@ -37,11 +41,36 @@ QIcon makePlaceholder(bool broken)
     return QIcon(pm);
 }
 
-// Decodes a small version: Qt's readers scale JPEG while decoding; OpenCV covers what Qt lacks (TIFF, WebP).
-QImage decodeThumbnail(const QString& path)
+struct Thumbnail {
+    QImage image;
+    QString problem;  // why there is no image
+};
+
+// Decodes a small version: Qt's readers scale JPEG while decoding; OpenCV covers what Qt lacks
+// (TIFF, WebP). The file is read once; its header is checked against the same pixel limit as
+// loading the image for inference, so a decompression bomb never reaches a decoder.
+Thumbnail decodeThumbnail(const QString& path)
 {
+    QFile file(path);
+    if (!file.open(QIODevice::ReadOnly))
+        return {{}, file.errorString()};
+    if (file.size() > qint64(imaging::ImageLoadOptions{}.maxFileBytes))
+        return {{}, QStringLiteral("file of %1 MiB, larger than images are read").arg(file.size() >> 20)};
+    const QByteArray bytes = file.readAll();
+    const auto header = imaging::probeImageHeader(reinterpret_cast<const uint8_t*>(bytes.constData()),
+                                                  static_cast<std::size_t>(bytes.size()));
+    const int64_t limit = imaging::defaultMaxImagePixels();
+    if (header.width > 0 && header.height > 0 && header.width > limit / header.height)
+        return {{}, QStringLiteral("%1 x %2 pixels, over the limit of %3 pixels (FEC_MAX_IMAGE_PIXELS)")
+                        .arg(header.width)
+                        .arg(header.height)
+                        .arg(limit)};
+
     const int s = GalleryModel::kThumbnailSize * 2;  // room for high-DPI screens
-    QImageReader reader(path);
+    QBuffer buffer;
+    buffer.setData(bytes);
+    buffer.open(QIODevice::ReadOnly);
+    QImageReader reader(&buffer);
     reader.setAutoTransform(true);
     if (reader.canRead()) {
         const QSize size = reader.size();
@@ -49,18 +78,20 @@ QImage decodeThumbnail(const QString& path)
             reader.setScaledSize(size.scaled(s, s, Qt::KeepAspectRatio));
         QImage image = reader.read();
         if (!image.isNull())
-            return image.width() > s || image.height() > s ? image.scaled(s, s, Qt::KeepAspectRatio, Qt::SmoothTransformation)
-                                                           : image;
+            return {image.width() > s || image.height() > s ? image.scaled(s, s, Qt::KeepAspectRatio, Qt::SmoothTransformation)
+                                                            : image,
+                    {}};
     }
-    cv::Mat bgr = cv::imread(QFile::encodeName(path).toStdString(), cv::IMREAD_REDUCED_COLOR_2);
+    const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.constData()));
+    cv::Mat bgr = bytes.isEmpty() ? cv::Mat() : cv::imdecode(encoded, cv::IMREAD_REDUCED_COLOR_2);
     if (bgr.empty())
-        return {};
+        return {{}, bytes.isEmpty() ? QStringLiteral("empty file") : QStringLiteral("not an image that can be decoded")};
     const double f = std::min(1.0, double(s) / std::max(bgr.cols, bgr.rows));
     if (f < 1.0)
         cv::resize(bgr, bgr, cv::Size(), f, f, cv::INTER_AREA);
     cv::Mat rgb;
     cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-    return QImage(rgb.data, rgb.cols, rgb.rows, static_cast<int>(rgb.step), QImage::Format_RGB888).copy();
+    return {QImage(rgb.data, rgb.cols, rgb.rows, static_cast<int>(rgb.step), QImage::Format_RGB888).copy(), {}};
 }
 
 // "img2" before "img10", case-insensitive (QCollator's numeric mode needs ICU, absent on some systems).
@@ -173,6 +204,11 @@ QString GalleryModel::path(int row) const
     return row >= 0 && row < m_paths.size() ? m_paths[row] : QString();
 }
 
+QString GalleryModel::problem(int row) const
+{
+    return row >= 0 && row < m_paths.size() ? m_failed.value(m_paths[row]) : QString();
+}
+
 int GalleryModel::rowOf(const QString& path) const
 {
     return m_rows.value(QFileInfo(path).absoluteFilePath(), -1);
@@ -192,6 +228,8 @@ QVariant GalleryModel::data(const QModelIndex& index, int role) const
     case Qt::DisplayRole:
         return QFileInfo(path).fileName();
     case Qt::ToolTipRole:
+        if (const auto failed = m_failed.constFind(path); failed != m_failed.constEnd())
+            return QStringLiteral("%1\nNo preview: %2").arg(path, failed.value());
         return path;
     case PathRole:
         return path;
@@ -232,27 +270,27 @@ void GalleryModel::pump() const
         const quint64 generation = m_generation;
         QPointer<GalleryModel> self(const_cast<GalleryModel*>(this));
         m_pool.start([self, path, generation] {
-            QImage image = decodeThumbnail(path);
+            const Thumbnail thumbnail = decodeThumbnail(path);
             if (!self)
                 return;
             QMetaObject::invokeMethod(
-                self.data(), [self, generation, path, image] {
+                self.data(), [self, generation, path, thumbnail] {
                     if (self)
-                        self->finished(generation, path, image);
+                        self->finished(generation, path, thumbnail.image, thumbnail.problem);
                 },
                 Qt::QueuedConnection);
         });
     }
 }
 
-void GalleryModel::finished(quint64 generation, const QString& path, const QImage& image)
+void GalleryModel::finished(quint64 generation, const QString& path, const QImage& image, const QString& problem)
 {
     --m_inFlight;
     if (generation == m_generation) {
         m_pending.remove(path);
         ++m_decoded;
         if (image.isNull())
-            m_failed.insert(path);
+            m_failed.insert(path, problem.isEmpty() ? QStringLiteral("unreadable") : problem);
         else
             m_cache.insert(path, new QIcon(QPixmap::fromImage(image)));
         const int row = m_rows.value(path, -1);

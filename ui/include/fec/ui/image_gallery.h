@@ -37,6 +37,8 @@ public:
     int count() const { return static_cast<int>(m_paths.size()); }
     /// Thumbnails decoded since the last setFolder/setFiles (for tests).
     int decodedCount() const { return m_decoded; }
+    /// Why the thumbnail of `row` could not be made ("" when it could, or is not decoded yet).
+    QString problem(int row) const;
     /// True while decodes are queued or running.
     bool isDecoding() const { return m_inFlight > 0 || !m_wanted.isEmpty(); }
     /// Longest thumbnail side in device-independent pixels.
@@ -55,7 +57,7 @@ Q_SIGNALS:
 private:
     void request(int row) const;
     void pump() const;
-    void finished(quint64 generation, const QString& path, const QImage& image);
+    void finished(quint64 generation, const QString& path, const QImage& image, const QString& problem);
     void reset(const QStringList& paths);
 
     QStringList m_paths;
@@ -65,7 +67,7 @@ private:
     mutable QCache<QString, QIcon> m_cache{400};
     mutable QSet<QString> m_pending;   // asked for, not yet finished
     mutable QList<QString> m_wanted;   // waiting to start, most recent last
-    mutable QSet<QString> m_failed;
+    mutable QHash<QString, QString> m_failed;  // path -> why no thumbnail
     mutable int m_inFlight = 0;
     int m_decoded = 0;
     QIcon m_placeholder;

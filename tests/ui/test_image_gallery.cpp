@@ -1,6 +1,8 @@
 // The gallery: a folder of 5,000 images opens at once (listing only), thumbnails are decoded
 // off the GUI thread for the visible items only, and the keyboard moves the current image.
 
+#include <sys/stat.h>
+
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
@@ -123,7 +125,7 @@ private Q_SLOTS:
     }
 
     // A 60-byte PNG that claims 100,000 x 100,000 pixels: refused from its header, before any
-    // decoder allocates, with the reason in the tooltip; the real images beside it still decode.
+    // decoder allocates, with the reason in the tooltip; the real image beside it still decodes.
     void decompressionBombsAreRefusedFromTheirHeader()
     {
         QTemporaryDir dir;
@@ -143,12 +145,17 @@ private Q_SLOTS:
         image.fill(Qt::blue);
         QVERIFY(image.save(good));
 
+        // A FIFO named like an image: opening it would wait for a writer forever.
+        const QString fifo = dir.filePath(QStringLiteral("pipe.png"));
+        QCOMPARE(::mkfifo(QFile::encodeName(fifo).constData(), 0600), 0);
+
         ImageGallery gallery;
         gallery.show();
         QVERIFY(QTest::qWaitForWindowExposed(&gallery));
-        gallery.setFiles({bomb, good});
+        gallery.setFiles({bomb, good, fifo});
         QApplication::processEvents();
-        QTRY_VERIFY_WITH_TIMEOUT(gallery.model()->decodedCount() == 2 && !gallery.model()->isDecoding(), 10000);
+        QTRY_VERIFY_WITH_TIMEOUT(gallery.model()->decodedCount() == 3 && !gallery.model()->isDecoding(), 10000);
+        QCOMPARE(gallery.model()->problem(gallery.model()->rowOf(fifo)), QStringLiteral("not a regular file"));
         const int bombRow = gallery.model()->rowOf(bomb);
         const QString problem = gallery.model()->problem(bombRow);
         QVERIFY2(problem.contains(QStringLiteral("100000 x 100000")) && problem.contains(QStringLiteral("limit")),

@@ -51,6 +51,12 @@ struct Thumbnail {
 // loading the image for inference, so a decompression bomb never reaches a decoder.
 Thumbnail decodeThumbnail(const QString& path)
 {
+    // A FIFO or device named *.png would block open() or never end: regular files only.
+    const QFileInfo info(path);
+    if (!info.exists())
+        return {{}, QStringLiteral("file not found")};
+    if (!info.isFile())
+        return {{}, QStringLiteral("not a regular file")};
     QFile file(path);
     if (!file.open(QIODevice::ReadOnly))
         return {{}, file.errorString()};

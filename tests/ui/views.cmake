@@ -27,3 +27,9 @@ add_test(NAME test_views_pyramid3d
           $<TARGET_FILE:test_views_pyramid3d>)
 set_tests_properties(test_views_pyramid3d PROPERTIES LABELS "ui;gl"
   ENVIRONMENT "QT_QPA_PLATFORM=xcb;OMP_WAIT_POLICY=PASSIVE")
+if(CMAKE_CXX_FLAGS MATCHES "-fsanitize=[a-z,]*address")
+  # asan preset: AddressSanitizer stays on, LeakSanitizer off for this one test. The GL stack
+  # loads ICU with dlopen and unloads it before the leak report, so its two cached 56-byte blocks
+  # come from an "<unknown module>" that no suppression can name (docs/reliability.md).
+  set_property(TEST test_views_pyramid3d APPEND PROPERTY ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
+endif()

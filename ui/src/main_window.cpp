@@ -347,6 +347,11 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
 
 MainWindow::~MainWindow()
 {
+    // ~QWidget deletes the children after d is gone, and a child may still signal on its way
+    // out (a model session announces it is no longer busy): cut every connection from the
+    // children into this window first, so that none reaches a freed d (ASan found it).
+    for (QObject* child : findChildren<QObject*>())
+        disconnect(child, nullptr, this, nullptr);
     // Sessions wait for their threads in their destructors; the views go first.
     if (!d->tempSettingsFile.isEmpty()) {
         d->settings.reset();

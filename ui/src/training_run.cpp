@@ -1,5 +1,9 @@
 #include "fec/ui/training_run.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include <type_traits>
 
 #include <QCoreApplication>
@@ -609,6 +613,9 @@ void TrainingRun::detach()
     // Deliberately never deleted: ~QProcess kills a running child. The process writes only to
     // files, so it carries on when the explorer exits.
     m_process->setParent(nullptr);
+#if defined(__SANITIZE_ADDRESS__)
+    __lsan_ignore_object(m_process);  // kept alive on purpose, not a leak (asan preset)
+#endif
     m_process = nullptr;
     m_timer.stop();
     m_message = tr("left running (pid %1); reopen the run folder to watch it").arg(m_pid);

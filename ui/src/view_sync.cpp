@@ -11,10 +11,10 @@ void ViewSync::addView(ImageView* view)
     m_views.append(view);
     connect(view, &ImageView::viewStateChanged, this,
             [this, view](const ViewState& state) { propagate(view, state); });
-    connect(view, &QObject::destroyed, this, [this, view] { m_views.removeAll(QPointer<ImageView>(view)); });
+    connect(view, &QObject::destroyed, this, [this, view] { m_views.removeAll(view); });
     // A newcomer adopts the group's current framing.
     for (const auto& other : std::as_const(m_views))
-        if (other && other != view && m_enabled) {
+        if (other != view && m_enabled) {
             view->setViewState(other->viewState());
             break;
         }
@@ -22,17 +22,13 @@ void ViewSync::addView(ImageView* view)
 
 void ViewSync::removeView(ImageView* view)
 {
-    m_views.removeAll(QPointer<ImageView>(view));
+    m_views.removeAll(view);
     disconnect(view, nullptr, this, nullptr);
 }
 
 QList<ImageView*> ViewSync::views() const
 {
-    QList<ImageView*> out;
-    for (const auto& v : m_views)
-        if (v)
-            out.append(v);
-    return out;
+    return m_views;
 }
 
 void ViewSync::setEnabled(bool enabled)
@@ -46,7 +42,7 @@ void ViewSync::propagate(ImageView* source, const ViewState& state)
         return;
     m_propagating = true;
     for (const auto& view : std::as_const(m_views))
-        if (view && view != source)
+        if (view != source)
             view->setViewState(state);
     m_propagating = false;
 }

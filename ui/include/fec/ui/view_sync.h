@@ -26,7 +26,9 @@ public:
 private:
     void propagate(ImageView* source, const ViewState& state);
 
-    QList<QPointer<ImageView>> m_views;
+    // Raw pointers, each removed when its view is destroyed: QPointer would down-cast a view that
+    // is already half destroyed when its destroyed() signal compares entries (UBSan reports it).
+    QList<ImageView*> m_views;
     bool m_enabled = true;
     bool m_propagating = false;
 };

@@ -242,8 +242,10 @@ std::size_t deviceMemoryReserved(int index)
 
 std::string describeDevice(const c10::Device& device)
 {
-    if (device.is_cpu())
-        return "cpu (" + std::to_string(at::get_num_threads()) + " threads)";
+    if (device.is_cpu()) {
+        const int threads = at::get_num_threads();
+        return "cpu (" + std::to_string(threads) + (threads == 1 ? " thread)" : " threads)");
+    }
     return device.str();
 }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
 #include "fec/config.h"
@@ -118,6 +119,17 @@ TEST(Runtime, OutOfMemoryErrorsAreTold)
     releaseCachedDeviceMemory();  // harmless without CUDA
     if (!cudaAvailable())
         EXPECT_EQ(deviceMemoryReserved(0), 0u);
+}
+
+// What `fec` and the explorer's status bar print for the CPU, in the user's thread count.
+TEST(Runtime, DescribesTheCpuWithItsThreads)
+{
+    const int before = at::get_num_threads();
+    at::set_num_threads(1);
+    EXPECT_EQ(describeDevice(c10::Device(c10::kCPU)), "cpu (1 thread)");
+    at::set_num_threads(2);
+    EXPECT_EQ(describeDevice(c10::Device(c10::kCPU)), "cpu (2 threads)");
+    at::set_num_threads(before);
 }
 
 }  // namespace

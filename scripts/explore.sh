@@ -8,10 +8,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build="${FEC_BUILD_DIR:-$root/build}"
 export OMP_WAIT_POLICY=PASSIVE
 args=("$@")
-# The explorer loads the default model from models/ by itself. Until one is shipped, fall back to
-# the reference checkpoint and image beside the repository when they are there.
+# The explorer loads the default model from models/ by itself. Without one, fall back to the
+# reference checkpoint and image of the test fixtures.
 if [ ${#args[@]} -eq 0 ] && ! ls "$root"/models/*.pth.tar >/dev/null 2>&1; then
-  ref="$root/../shared/reference"
+  ref="$root/tests/fixtures/reference"
   if [ -f "$ref/fec_small_seed0.pth.tar" ]; then
     args=(--checkpoint "$ref/fec_small_seed0.pth.tar" "$ref/inputs/chelsea.png")
   fi

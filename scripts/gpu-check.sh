@@ -5,7 +5,7 @@
 #
 #   scripts/gpu-check.sh [OUT_DIR]
 #
-# Environment: FEC_REFERENCE_DIR (the reference fixtures, default ../shared/reference),
+# Environment: FEC_REFERENCE_DIR (the reference fixtures, default tests/fixtures/reference),
 # FEC_EXTRA_PREFIX (a prefix holding what the machine lacks: nlohmann-json, CLI11, GoogleTest,
 # zlib.h), FEC_GPU_BUILD (build folder, default build-gpu), JOBS.
 set -uo pipefail
@@ -14,7 +14,7 @@ out=${1:-build-gpu-report}
 build=${FEC_GPU_BUILD:-build-gpu}
 jobs=${JOBS:-$(nproc)}
 mkdir -p "$out"
-export FEC_REFERENCE_DIR=${FEC_REFERENCE_DIR:-$(realpath ../shared/reference 2>/dev/null || echo ../shared/reference)}
+export FEC_REFERENCE_DIR=${FEC_REFERENCE_DIR:-$(realpath tests/fixtures/reference)}
 
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)') || { echo "no Python torch" >&2; exit 1; }
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no device")' | tee "$out/device.txt"

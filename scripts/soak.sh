@@ -22,7 +22,7 @@ if [ -z "$checkpoint" ]; then
   checkpoint=$(ls "$root"/models/*.pth.tar 2>/dev/null | sort | head -n 1 || true)
 fi
 if [ -z "$checkpoint" ]; then
-  checkpoint="${FEC_REFERENCE_DIR:-$root/../shared/reference}/tiny_seed0.pth.tar"
+  checkpoint="${FEC_REFERENCE_DIR:-$root/tests/fixtures/reference}/tiny_seed0.pth.tar"
 fi
 [ -f "$checkpoint" ] || { echo "soak: no checkpoint at $checkpoint" >&2; exit 2; }
 for exe in "$build/app/fec" "$build/tests/ui/test_soak_gui"; do

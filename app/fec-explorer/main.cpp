@@ -38,7 +38,7 @@ int main(int argc, char** argv)
     parser.addHelpOption();
     parser.addVersionOption();
     const QCommandLineOption checkpoint(QStringLiteral("checkpoint"), QStringLiteral("FEC checkpoint to load."), QStringLiteral("CKPT"));
-    const QCommandLineOption view(QStringLiteral("view"), QStringLiteral("View to show: pyramid, compare, hierarchy, 3d, heads, statistics."),
+    const QCommandLineOption view(QStringLiteral("view"), QStringLiteral("View to show: pyramid, compare, hierarchy, 3d, heads, statistics, evidence."),
                                   QStringLiteral("VIEW"));
     const QCommandLineOption level(QStringLiteral("level"), QStringLiteral("Pyramid level to show (1 = finest)."), QStringLiteral("N"));
     const QCommandLineOption k(QStringLiteral("k"), QStringLiteral("Show the K-means merge into K groups."), QStringLiteral("K"));
@@ -50,7 +50,10 @@ int main(int argc, char** argv)
     const QCommandLineOption preprocess(QStringLiteral("preprocess"), QStringLiteral("squash (resize) or crop (centre crop)."),
                                         QStringLiteral("squash|crop"));
     const QCommandLineOption device(QStringLiteral("device"), QStringLiteral("auto, cpu or cuda."), QStringLiteral("auto|cpu|cuda"));
-    parser.addOptions({checkpoint, view, level, k, screenshot, size, preprocess, device});
+    const QCommandLineOption className(QStringLiteral("class"),
+                                       QStringLiteral("Class the Evidence view explains, by name or index (default: the top-1 class)."),
+                                       QStringLiteral("NAME"));
+    parser.addOptions({checkpoint, view, level, k, screenshot, size, preprocess, device, className});
     parser.addPositionalArgument(QStringLiteral("IMAGE"), QStringLiteral("Images or folders to open."), QStringLiteral("[IMAGE...]"));
     parser.process(app);
 
@@ -60,7 +63,7 @@ int main(int argc, char** argv)
     };
     fec::ui::MainWindow::View startView = fec::ui::MainWindow::View::Pyramid;
     if (parser.isSet(view) && !fec::ui::MainWindow::viewFromName(parser.value(view), &startView))
-        return usageError(QStringLiteral("unknown --view '%1' (pyramid, compare, hierarchy, 3d, heads, statistics)").arg(parser.value(view)));
+        return usageError(QStringLiteral("unknown --view '%1' (pyramid, compare, hierarchy, 3d, heads, statistics, evidence)").arg(parser.value(view)));
     auto intOption = [&](const QCommandLineOption& option, int min, int* out) {
         if (!parser.isSet(option))
             return true;
@@ -102,6 +105,8 @@ int main(int argc, char** argv)
         window.setLevel(levelValue);
     if (kValue > 0)
         window.setK(kValue);
+    if (parser.isSet(className))
+        window.setEvidenceClass(parser.value(className));
     window.show();
 
     if (parser.isSet(checkpoint))

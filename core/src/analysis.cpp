@@ -318,4 +318,22 @@ std::string hierarchyJson(const SegmentPyramid& p)
     return j.dump(1);
 }
 
+std::vector<ClassScore> topClasses(const at::Tensor& logits, int k)
+{
+    std::vector<ClassScore> out;
+    if (!logits.defined() || logits.dim() != 1 || logits.size(0) == 0 || k <= 0)
+        return out;
+    const auto values32 = logits.detach().to(at::kCPU, at::kFloat);
+    // NaN sorts above every number in topk: a model with non-finite outputs has no ranking.
+    if (!at::isfinite(values32).all().item<bool>())
+        return out;
+    const auto probs = at::softmax(values32, 0);
+    const auto top = probs.topk(std::min<int64_t>(k, probs.size(0)));
+    const auto values = std::get<0>(top).contiguous();
+    const auto indices = std::get<1>(top).contiguous();
+    for (int64_t i = 0; i < values.size(0); ++i)
+        out.push_back({indices[i].item<int64_t>(), values[i].item<double>()});
+    return out;
+}
+
 }  // namespace fec

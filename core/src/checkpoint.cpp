@@ -5,6 +5,7 @@
 #include <new>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
 #include <ATen/ATen.h>
 #include <c10/util/Half.h>
@@ -51,10 +52,44 @@ bool isStateDictLike(const Value& v)
     return tensors * 2 >= v.dict.size();
 }
 
-nlohmann::ordered_json toJson(const Value& v, int depth = 0)
+// JSON of a pickled value (`args`, scalar entries). A pickle may reference one object any number
+// of times through its memo, so each container, and each string longer than kInlineRepeat bytes,
+// is written once; later references become kSharedMarker. All that references repeat (markers,
+// short strings, numbers, keys) may add kMaxRepeatedBytes of text, then std::length_error.
+class JsonWriter {
+public:
+    nlohmann::ordered_json write(const Value& v, int depth = 0);
+
+private:
+    static constexpr std::size_t kInlineRepeat = 64;
+    static constexpr std::size_t kMaxRepeatedBytes = 1 << 20;
+    static constexpr const char* kSharedMarker = "<shared, shown earlier>";
+
+    void chargeRepeat(std::size_t bytes)
+    {
+        m_repeatedBytes += bytes;
+        if (m_repeatedBytes > kMaxRepeatedBytes)
+            throw std::length_error("its shared references would repeat more than " +
+                                    std::to_string(kMaxRepeatedBytes >> 20) + " MiB of text");
+    }
+
+    std::unordered_set<const Value*> m_seen;
+    std::size_t m_repeatedBytes = 0;
+};
+
+nlohmann::ordered_json JsonWriter::write(const Value& v, int depth)
 {
     if (depth > 32)
         return "...";
+    if (!m_seen.insert(&v).second) {
+        const bool container = v.kind == Value::Kind::List || v.kind == Value::Kind::Tuple ||
+                               v.kind == Value::Kind::Dict || v.kind == Value::Kind::Object;
+        if (container || (v.kind == Value::Kind::String && v.s.size() > kInlineRepeat)) {
+            chargeRepeat(std::strlen(kSharedMarker) + 3);
+            return kSharedMarker;
+        }
+        chargeRepeat(v.kind == Value::Kind::String ? v.s.size() + 3 : 24);
+    }
     switch (v.kind) {
     case Value::Kind::None:
         return nullptr;
@@ -70,20 +105,22 @@ nlohmann::ordered_json toJson(const Value& v, int depth = 0)
     case Value::Kind::Tuple: {
         auto arr = nlohmann::ordered_json::array();
         for (const auto& item : v.items)
-            arr.push_back(toJson(*item, depth + 1));
+            arr.push_back(write(*item, depth + 1));
         return arr;
     }
     case Value::Kind::Dict: {
         auto obj = nlohmann::ordered_json::object();
         for (const auto& [k, val] : v.dict) {
             std::string key = k->kind == Value::Kind::String ? k->s : k->describe();
-            obj[key] = toJson(*val, depth + 1);
+            if (!m_seen.insert(k.get()).second)
+                chargeRepeat(key.size() + 4);
+            obj[key] = write(*val, depth + 1);
         }
         return obj;
     }
     case Value::Kind::Object:
         if (v.state && v.state->kind == Value::Kind::Dict)
-            return toJson(*v.state, depth + 1);
+            return write(*v.state, depth + 1);
         return v.describe();
     default:
         return v.describe();
@@ -143,6 +180,41 @@ StateDict stripPrefixes(StateDict dict, CheckpointInfo& info)
     return dict;
 }
 
+// An allocation failure, from new (std::bad_alloc) or from LibTorch's CPU allocator (c10::Error).
+bool isAllocationFailure(const std::exception& e)
+{
+    if (dynamic_cast<const std::bad_alloc*>(&e))
+        return true;
+    const auto* error = dynamic_cast<const c10::Error*>(&e);
+    const std::string message = error ? error->what_without_backtrace() : e.what();
+    return message.find("not enough memory") != std::string::npos || message.find("out of memory") != std::string::npos;
+}
+
+// What keeps a model of `config` from holding weights of these shapes, in loadWeights' words;
+// empty when they agree. Shapes alone: no model is allocated for weights the file does not have.
+std::string shapeProblems(const FecConfig& config, const ShapeMap& shapes)
+{
+    const auto expected = stateDictShapes(config);
+    std::vector<std::string> mismatched, missing, unexpected;
+    for (const auto& [key, shape] : shapes) {
+        const auto it = expected.find(key);
+        if (it == expected.end())
+            unexpected.push_back(key);
+        else if (it->second != shape)
+            mismatched.push_back(key + " (expected " + shapeText(it->second) + ", found " + shapeText(shape) + ")");
+    }
+    for (const auto& [key, shape] : expected)
+        if (!shapes.count(key))
+            missing.push_back(key);
+    if (!mismatched.empty())
+        return "shape mismatch: " + listSome(mismatched, 3);
+    if (!missing.empty())
+        return "missing keys: " + listSome(missing);
+    if (!unexpected.empty())
+        return "unexpected keys: " + listSome(unexpected);
+    return "";
+}
+
 }  // namespace
 
 WeightsChoice parseWeightsChoice(const std::string& text)
@@ -154,6 +226,35 @@ WeightsChoice parseWeightsChoice(const std::string& text)
     if (text == "ema" || text == "state_dict_ema")
         return WeightsChoice::Ema;
     throw std::invalid_argument("--weights must be auto, state_dict or ema (got '" + text + "')");
+}
+
+std::string toString(CheckpointLayout layout)
+{
+    switch (layout) {
+    case CheckpointLayout::Unknown: return "";
+    case CheckpointLayout::TimmTraining: return "timm training checkpoint";
+    case CheckpointLayout::ModelEntry: return "checkpoint with a 'model' entry";
+    case CheckpointLayout::BareStateDict: return "bare state_dict";
+    }
+    return "";
+}
+
+std::string toString(WeightsEntry entry)
+{
+    switch (entry) {
+    case WeightsEntry::Unknown: return "";
+    case WeightsEntry::StateDictEma: return "state_dict_ema";
+    case WeightsEntry::StateDict: return "state_dict";
+    case WeightsEntry::Model: return "model";
+    case WeightsEntry::TopLevel: return "(top level)";
+    }
+    return "";
+}
+
+std::string weightsDescription(const CheckpointInfo& info)
+{
+    return toString(info.weights) +
+           (info.noSeparateStateDict ? " (the file has no separate state_dict/state_dict_ema)" : "");
 }
 
 at::Tensor toTensor(const pickle::TensorRef& ref, const pickle::Storage& storage)
@@ -217,7 +318,8 @@ pickle::ValuePtr tensorValue(const at::Tensor& tensor, std::map<std::string, pic
 
 std::string valueToJson(const pickle::Value& value)
 {
-    return toJson(value).dump();
+    JsonWriter writer;
+    return writer.write(value).dump();
 }
 
 StateDict readStateDict(const std::string& path, const LoadOptions& options, CheckpointInfo* infoOut)
@@ -232,7 +334,7 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
     } catch (const pickle::FormatError& e) {
         throw fail(e.what());
     } catch (const std::bad_alloc&) {
-        throw fail("not enough memory to read the file");
+        throw fail("out of memory while reading the file");
     } catch (const std::exception& e) {
         // I/O errors already name the file.
         throw CheckpointError(e.what());
@@ -249,7 +351,7 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
     const auto ema = root->get("state_dict_ema");
     info.hasEma = ema && isStateDictLike(*ema);
     if (stateDict || ema) {
-        info.layout = "timm training checkpoint";
+        info.layout = CheckpointLayout::TimmTraining;
         bool useEma = options.weights == WeightsChoice::Ema ||
                       (options.weights == WeightsChoice::Auto && info.hasEma);
         if (useEma && !info.hasEma)
@@ -257,14 +359,14 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
         if (!useEma && !(stateDict && isStateDictLike(*stateDict)))
             throw fail("the checkpoint has no usable state_dict");
         weights = useEma ? ema : stateDict;
-        info.weights = useEma ? "state_dict_ema" : "state_dict";
+        info.weights = useEma ? WeightsEntry::StateDictEma : WeightsEntry::StateDict;
     } else if (auto model = root->get("model"); model && isStateDictLike(*model)) {
-        info.layout = "checkpoint with a 'model' entry";
-        info.weights = "model";
+        info.layout = CheckpointLayout::ModelEntry;
+        info.weights = WeightsEntry::Model;
         weights = model;
     } else if (isStateDictLike(*root)) {
-        info.layout = "bare state_dict";
-        info.weights = "(top level)";
+        info.layout = CheckpointLayout::BareStateDict;
+        info.weights = WeightsEntry::TopLevel;
         weights = root;
     } else {
         std::vector<std::string> keys;
@@ -272,10 +374,10 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
             keys.push_back(k->kind == Value::Kind::String ? k->s : k->describe());
         throw fail("not an FEC checkpoint: no state_dict found (top-level entries: " + listSome(keys) + ")");
     }
-    if (options.weights == WeightsChoice::Ema && info.weights != "state_dict_ema")
+    if (options.weights == WeightsChoice::Ema && info.weights != WeightsEntry::StateDictEma)
         throw fail("--weights ema requested but the checkpoint has no state_dict_ema");
-    if (options.weights == WeightsChoice::StateDict && info.layout != "timm training checkpoint")
-        info.weights += " (the file has no separate state_dict/state_dict_ema)";
+    if (options.weights == WeightsChoice::StateDict && info.layout != CheckpointLayout::TimmTraining)
+        info.noSeparateStateDict = true;
 
     StateDict dict;
     // Entries that are the same view of the same storage (a pickle may repeat one tensor under
@@ -284,6 +386,8 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
     for (const auto& [k, v] : weights->dict) {
         if (k->kind != Value::Kind::String)
             continue;
+        if (v->isNestedPickle())
+            throw fail("tensor '" + k->s + "' is " + v->describe() + "; nothing in the file was executed");
         if (v->kind == Value::Kind::Object && (v->module.rfind("torch", 0) == 0 || v->module.rfind("numpy", 0) == 0))
             throw fail("tensor '" + k->s + "' is stored as " + v->module + "." + v->name +
                        " (quantized, sparse or NumPy data), which this reader does not support; nothing in the "
@@ -305,10 +409,29 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
             views.emplace(std::move(view), tensor);
             dict.emplace_back(k->s, std::move(tensor));
         } catch (const std::exception& e) {
+            if (isAllocationFailure(e))
+                throw fail("out of memory while reading tensor '" + k->s + "' " + shapeText(t.sizes));
             throw fail("tensor '" + k->s + "': " + e.what());
         }
     }
     dict = stripPrefixes(std::move(dict), info);
+
+    // NaN or infinite weights are reported, not refused: the file may be worth inspecting.
+    for (const auto& [key, tensor] : dict) {
+        if (!at::isFloatingType(tensor.scalar_type()) || tensor.numel() == 0)
+            continue;
+        int64_t finite = 0;
+        try {
+            const auto values = tensor.scalar_type() == at::kDouble ? tensor : tensor.to(at::kFloat);
+            finite = at::isfinite(values).sum().item<int64_t>();
+        } catch (const std::exception& e) {
+            if (isAllocationFailure(e))
+                throw fail("out of memory while checking tensor '" + key + "' for NaN values");
+            throw;
+        }
+        if (finite < tensor.numel())
+            info.nonFiniteTensors.emplace_back(key, tensor.numel() - finite);
+    }
 
     // Our own metadata and the rest of the top level, described for `fec inspect`.
     for (const auto& [k, v] : root->dict) {
@@ -327,11 +450,18 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
         } else if (key == "class_names") {
             info.classNames = stringList(v);
         } else if (key == "input_size" && v->kind == Value::Kind::Int) {
+            // Refused before any image is resized to it: 8192 took 16 s and 3.8 GB per image.
+            if (v->i < 32 || v->i > kMaxInputSide)
+                throw fail("input_size " + std::to_string(v->i) + " is outside 32 to " + std::to_string(kMaxInputSide));
             info.inputSize = static_cast<int>(v->i);
         } else if (key == "preprocess" && v->kind == Value::Kind::String) {
             info.preprocess = v->s;
         } else if (key == "args") {
-            info.argsJson = valueToJson(*v);
+            try {
+                info.argsJson = valueToJson(*v);
+            } catch (const std::length_error& e) {
+                throw fail("the training arguments ('args') are not read: " + std::string(e.what()));
+            }
         } else if (key == "optimizer" || key == "model") {
             info.extras.emplace_back(key, v->describe());
         } else if (v->kind == Value::Kind::Int || v->kind == Value::Kind::Float ||
@@ -399,6 +529,16 @@ LoadedModel loadCheckpoint(const std::string& path, const LoadOptions& options)
             auto hints = options.hints;
             info.inferred = inferConfig(shapes, hints);  // validates the weights' structure
             FecConfig& c = info.inferred.config;
+            // The stored architecture must describe these very weights (heads x head_dims of every
+            // stage included); heads the user gave instead were checked against them above.
+            FecConfig described = stored;
+            if (!hints.heads.empty() || !hints.headDims.empty()) {
+                described.heads = c.heads;
+                described.headDims = c.headDims;
+            }
+            if (const auto problem = shapeProblems(described, shapes); !problem.empty())
+                throw std::invalid_argument("fec_config (" + described.summary() +
+                                            ") contradicts the weights: " + problem);
             if (hints.heads.empty() && hints.headDims.empty()) {
                 c.heads = stored.heads;
                 c.headDims = stored.headDims;
@@ -433,12 +573,26 @@ LoadedModel loadCheckpoint(const std::string& path, const LoadOptions& options)
             }
             info.inferred = inferConfig(shapes, hints);
         }
+        info.inferred.config.validate();
+        if (const auto problem = shapeProblems(info.inferred.config, shapes); !problem.empty())
+            throw std::invalid_argument(problem);
+        if (info.inputSize > 0) {
+            try {
+                info.inferred.config.checkInputSize(info.inputSize, info.inputSize);
+            } catch (const std::invalid_argument& e) {
+                throw std::invalid_argument("input_size " + std::to_string(info.inputSize) + ": " + e.what());
+            }
+        }
         out.model = FecModel(info.inferred.config);
         loadWeights(*out.model, weights);
     } catch (const std::invalid_argument& e) {
         throw fail(e.what());
-    } catch (const c10::Error& e) {
-        throw fail(e.what_without_backtrace());
+    } catch (const std::exception& e) {
+        if (isAllocationFailure(e))
+            throw fail("out of memory while building the model for these weights");
+        if (const auto* error = dynamic_cast<const c10::Error*>(&e))
+            throw fail(error->what_without_backtrace());
+        throw;
     }
     out.model->eval();
     info.parameterCount = out.model->parameterCount();
@@ -504,6 +658,20 @@ void saveCheckpoint(const std::string& path, FecModelImpl& model, const SaveOpti
     } catch (const std::exception& e) {
         throw CheckpointError(e.what());
     }
+}
+
+int inputSizeFor(const CheckpointInfo& info, int requested)
+{
+    if (requested > 0)
+        return requested;
+    return info.inputSize > 0 ? info.inputSize : kDefaultInputSize;
+}
+
+std::string preprocessFor(const CheckpointInfo& info, const std::string& requested, const std::string& fallback)
+{
+    if (!requested.empty())
+        return requested;
+    return !info.preprocess.empty() ? info.preprocess : fallback;
 }
 
 }  // namespace fec

@@ -1,6 +1,7 @@
 #include "fec/config.h"
 
 #include <algorithm>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -18,6 +19,19 @@ std::string joinInts(const StageInts& v)
     return out.str();
 }
 
+// A JSON integer as an int: get<int>() would wrap 4294967298 to 2 without a word.
+int intValue(const nlohmann::json& v, const std::string& field)
+{
+    if (!v.is_number_integer())
+        throw std::invalid_argument("fec_config: field '" + field + "' must be an integer (found " + v.dump() + ")");
+    const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<int>::max())
+                                             : v.get<int64_t>() >= std::numeric_limits<int>::min() &&
+                                                   v.get<int64_t>() <= std::numeric_limits<int>::max();
+    if (!fits)
+        throw std::invalid_argument("fec_config: field '" + field + "' is " + v.dump() + ", out of range");
+    return static_cast<int>(v.get<int64_t>());
+}
+
 StageInts stageInts(const nlohmann::json& j, const char* key)
 {
     if (!j.contains(key))
@@ -26,12 +40,16 @@ StageInts stageInts(const nlohmann::json& j, const char* key)
     if (!v.is_array() || v.size() != 4)
         throw std::invalid_argument(std::string("fec_config: field '") + key + "' must be 4 integers");
     StageInts out{};
-    for (size_t i = 0; i < 4; ++i) {
-        if (!v[i].is_number_integer())
-            throw std::invalid_argument(std::string("fec_config: field '") + key + "' must be 4 integers");
-        out[i] = v[i].get<int>();
-    }
+    for (size_t i = 0; i < 4; ++i)
+        out[i] = intValue(v[i], std::string(key) + "[" + std::to_string(i) + "]");
     return out;
+}
+
+std::string numberText(double v)
+{
+    std::ostringstream out;
+    out << v;
+    return out.str();
 }
 
 StageInts fromVector(const std::vector<int>& v, const char* what)
@@ -92,26 +110,110 @@ int FecConfig::mlpHidden(int stage) const
 
 void FecConfig::validate() const
 {
-    auto positive = [](const StageInts& v, const char* what, bool allowZero) {
-        for (int x : v)
-            if (x < (allowZero ? 0 : 1) || x > 1 << 16)
-                throw std::invalid_argument(std::string("invalid ") + what + ": " + joinInts(v));
+    auto fail = [](const std::string& why) { throw std::invalid_argument("invalid architecture: " + why); };
+    auto inRange = [&](const StageInts& v, const char* field, int low, int high) {
+        for (int s = 0; s < 4; ++s)
+            if (v[s] < low || v[s] > high)
+                fail(std::string(field) + " at stage " + std::to_string(s) + " is " + std::to_string(v[s]) +
+                     ", outside " + std::to_string(low) + " to " + std::to_string(high) + " (" + field + " " +
+                     joinInts(v) + ")");
     };
-    positive(layers, "layers", true);
-    positive(dims, "dims", false);
-    positive(heads, "heads", false);
-    positive(headDims, "head dims", false);
-    positive(proposalW, "proposals", false);
-    positive(proposalH, "proposals", false);
-    positive(foldW, "folds", false);
-    positive(foldH, "folds", false);
-    for (double r : mlpRatios)
-        if (!(r > 0.0 && r < 1024.0))
-            throw std::invalid_argument("invalid mlp ratio");
-    if (numClasses < 0 || inChans < 1)
-        throw std::invalid_argument("invalid class or channel count");
+    inRange(layers, "layers", 0, kMaxStageLayers);
+    inRange(dims, "dims", 1, kMaxWidth);
+    inRange(heads, "heads", 1, kMaxWidth);
+    inRange(headDims, "head_dims", 1, kMaxWidth);
+    inRange(proposalW, "proposal_w", 1, kMaxProposals);
+    inRange(proposalH, "proposal_h", 1, kMaxProposals);
+    inRange(foldW, "fold_w", 1, kMaxFolds);
+    inRange(foldH, "fold_h", 1, kMaxFolds);
+    for (int s = 0; s < 4; ++s) {
+        // 64-bit: 65536 x 65536 wraps to 0 in an int, and a zero-width layer divides by zero.
+        const int64_t inner = int64_t(heads[s]) * headDims[s];
+        if (inner > kMaxWidth)
+            fail("heads x head_dims at stage " + std::to_string(s) + " is " + std::to_string(heads[s]) + " x " +
+                 std::to_string(headDims[s]) + " = " + std::to_string(inner) + ", more than " +
+                 std::to_string(kMaxWidth));
+        const double ratio = mlpRatios[s];
+        if (!(ratio > 0.0 && ratio <= kMaxMlpRatio))
+            fail("mlp_ratios at stage " + std::to_string(s) + " is " + numberText(ratio) + ", outside (0, " +
+                 std::to_string(static_cast<int>(kMaxMlpRatio)) + "]");
+        const int hidden = mlpHidden(s);
+        if (hidden < 1 || hidden > kMaxMlpHidden)
+            fail("the MLP width at stage " + std::to_string(s) + " (dims x mlp_ratios = " + std::to_string(dims[s]) +
+                 " x " + numberText(ratio) + " = " + std::to_string(hidden) + ") is outside 1 to " +
+                 std::to_string(kMaxMlpHidden));
+    }
+    if (numClasses < 0 || numClasses > kMaxClasses)
+        fail("num_classes is " + std::to_string(numClasses) + ", outside 0 to " + std::to_string(kMaxClasses));
+    if (inChans < 1 || inChans > kMaxInChans)
+        fail("in_chans is " + std::to_string(inChans) + ", outside 1 to " + std::to_string(kMaxInChans));
     if (forkFeat && numClasses != 0)
-        throw std::invalid_argument("a dense-prediction backbone has no classifier head");
+        fail("a dense-prediction backbone has no classifier head (num_classes " + std::to_string(numClasses) + ")");
+    const int64_t parameters = parameterCount();
+    if (parameters > kMaxParameters)
+        fail(std::to_string(parameters) + " parameters, more than " + std::to_string(kMaxParameters) + " (" +
+             summary() + ")");
+}
+
+int64_t FecConfig::parameterCount() const
+{
+    int64_t total = 0;
+    for (const auto& [key, shape] : stateDictShapes(*this)) {
+        int64_t n = 1;
+        for (auto d : shape)
+            n *= d;
+        total += n;
+    }
+    return total;
+}
+
+ShapeMap stateDictShapes(const FecConfig& c)
+{
+    ShapeMap out;
+    auto affine = [&](const std::string& name, std::vector<int64_t> weight) {
+        const int64_t outputs = weight[0];
+        out[name + ".weight"] = std::move(weight);
+        out[name + ".bias"] = {outputs};
+    };
+    auto norm = [&](const std::string& name, int64_t channels) {
+        out[name + ".weight"] = {channels};
+        out[name + ".bias"] = {channels};
+    };
+    affine("patch_embed.proj", {c.dims[0], int64_t(c.inChans) + 2, 4, 4});
+    for (int s = 0; s < 4; ++s) {
+        const int64_t d = c.dims[s], inner = int64_t(c.heads[s]) * c.headDims[s], hidden = c.mlpHidden(s);
+        for (int j = 0; j < c.layers[s]; ++j) {
+            const std::string block = "network." + std::to_string(2 * s) + "." + std::to_string(j) + ".";
+            out[block + "layer_scale_1"] = {d};
+            out[block + "layer_scale_2"] = {d};
+            norm(block + "norm1", d);
+            out[block + "token_mixer.sim_alpha"] = {1};
+            out[block + "token_mixer.sim_beta"] = {1};
+            affine(block + "token_mixer.f", {inner, d, 1, 1});
+            affine(block + "token_mixer.proj", {d, inner, 1, 1});
+            affine(block + "token_mixer.v", {inner, d, 1, 1});
+            norm(block + "norm2", d);
+            affine(block + "mlp.fc1", {hidden, d});
+            affine(block + "mlp.fc2", {d, hidden});
+        }
+        if (s < 3) {
+            const std::string pool = "network." + std::to_string(2 * s + 1) + ".";
+            const int64_t next = c.dims[s + 1];
+            norm(pool + "norm2", next);
+            affine(pool + "conv_f", {next, d, 1, 1});
+            affine(pool + "conv_v", {next, d, 1, 1});
+            affine(pool + "conv_skip", {next, d, 3, 3});
+        }
+    }
+    if (c.forkFeat) {
+        for (int s = 0; s < 4; ++s)
+            norm("norm" + std::to_string(2 * s), c.dims[s]);
+    } else {
+        norm("norm", c.dims[3]);
+        if (c.numClasses > 0)
+            affine("head", {c.numClasses, c.dims[3]});
+    }
+    return out;
 }
 
 void FecConfig::checkInputSize(int64_t height, int64_t width) const
@@ -203,13 +305,17 @@ FecConfig FecConfig::fromJson(const std::string& text)
         c.proposalH = stageInts(j, "proposal_h");
         c.foldW = stageInts(j, "fold_w");
         c.foldH = stageInts(j, "fold_h");
-        c.numClasses = j.value("num_classes", 1000);
+        c.numClasses = j.contains("num_classes") ? intValue(j.at("num_classes"), "num_classes") : 1000;
         c.forkFeat = j.value("fork_feat", false);
-        c.inChans = j.value("in_chans", 3);
+        c.inChans = j.contains("in_chans") ? intValue(j.at("in_chans"), "in_chans") : 3;
     } catch (const nlohmann::json::exception& e) {
         throw std::invalid_argument(std::string("fec_config: ") + e.what());
     }
-    c.validate();
+    try {
+        c.validate();
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("fec_config: ") + e.what());
+    }
     return c;
 }
 
@@ -251,6 +357,12 @@ InferredConfig inferConfig(const ShapeMap& shapes, const ConfigHints& hints)
                                         " dimensions, expected " + std::to_string(dims));
         return *s;
     };
+    // One dimension as an int: a tensor with a zero dimension can claim any size without data.
+    auto sizeAt = [](const std::string& key, const std::vector<int64_t>& shape, size_t i) {
+        if (shape[i] < 0 || shape[i] > std::numeric_limits<int>::max())
+            throw std::invalid_argument("key '" + key + "' has a dimension of " + std::to_string(shape[i]));
+        return static_cast<int>(shape[i]);
+    };
 
     InferredConfig out;
     FecConfig& c = out.config;
@@ -258,7 +370,7 @@ InferredConfig inferConfig(const ShapeMap& shapes, const ConfigHints& hints)
     if (embed[1] < 3 || embed[2] != 4 || embed[3] != 4)
         throw std::invalid_argument("patch_embed.proj.weight has shape that is not a 4x4 embedding of image + 2 "
                                     "position channels");
-    c.inChans = static_cast<int>(embed[1] - 2);
+    c.inChans = sizeAt("patch_embed.proj.weight", embed, 1) - 2;
 
     for (int s = 0; s < 4; ++s) {
         const std::string stage = "network." + std::to_string(2 * s) + ".";
@@ -267,14 +379,16 @@ InferredConfig inferConfig(const ShapeMap& shapes, const ConfigHints& hints)
             ++count;
         c.layers[s] = count;
         if (s == 0)
-            c.dims[0] = static_cast<int>(embed[0]);
-        else
-            c.dims[s] = static_cast<int>(require("network." + std::to_string(2 * s - 1) + ".conv_v.weight", 4)[0]);
+            c.dims[0] = sizeAt("patch_embed.proj.weight", embed, 0);
+        else {
+            const std::string key = "network." + std::to_string(2 * s - 1) + ".conv_v.weight";
+            c.dims[s] = sizeAt(key, require(key, 4), 0);
+        }
         if (count > 0) {
             const auto& fc1 = require(stage + "0.mlp.fc1.weight", 2);
             c.mlpRatios[s] = static_cast<double>(fc1[0]) / static_cast<double>(c.dims[s]);
             const auto& f = require(stage + "0.token_mixer.f.weight", 4);
-            c.heads[s] = static_cast<int>(f[0]);  // total width for now, split below
+            c.heads[s] = sizeAt(stage + "0.token_mixer.f.weight", f, 0);  // total width for now, split below
         } else {
             c.heads[s] = 0;
         }
@@ -284,7 +398,7 @@ InferredConfig inferConfig(const ShapeMap& shapes, const ConfigHints& hints)
     if (const auto* head = shapeOf("head.weight")) {
         if (head->size() != 2)
             throw std::invalid_argument("head.weight must be 2-D");
-        c.numClasses = static_cast<int>((*head)[0]);
+        c.numClasses = sizeAt("head.weight", *head, 0);
     } else {
         c.numClasses = 0;
     }
@@ -349,7 +463,7 @@ InferredConfig inferConfig(const ShapeMap& shapes, const ConfigHints& hints)
                 c.headDims[s] = c.heads[s] > 0 ? inner[s] / c.heads[s] : 1;
             if (hints.heads.empty())
                 c.heads[s] = c.headDims[s] > 0 ? inner[s] / c.headDims[s] : 1;
-            if (c.layers[s] > 0 && c.heads[s] * c.headDims[s] != inner[s])
+            if (c.layers[s] > 0 && int64_t(c.heads[s]) * c.headDims[s] != inner[s])
                 throw std::invalid_argument("stage " + std::to_string(s) + ": heads x head_dim must equal " +
                                             std::to_string(inner[s]) + " for these weights");
         }

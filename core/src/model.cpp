@@ -292,7 +292,10 @@ ClusterImpl::ClusterImpl(int dim, int heads, int headDim, int proposalW, int pro
 {
     TORCH_CHECK(heads > 0 && headDim > 0 && proposalW > 0 && proposalH > 0 && foldW > 0 && foldH > 0,
                 "invalid Cluster configuration");
-    const int inner = heads * headDim;
+    // 64-bit: heads x head_dim of two 65536s wraps to 0 in an int (FecConfig::validate bounds it).
+    const int64_t inner = static_cast<int64_t>(heads) * headDim;
+    TORCH_CHECK(inner <= kMaxWidth, "heads x head_dims is ", heads, " x ", headDim, " = ", inner, ", more than ",
+                kMaxWidth);
     m_alpha = register_parameter("sim_alpha", at::ones({1}));
     m_beta = register_parameter("sim_beta", at::zeros({1}));
     std::tie(m_f, m_fBias) = affine(*this, "f", {inner, dim, 1, 1}, inner);
@@ -635,6 +638,8 @@ FecModelImpl::FecModelImpl(const FecConfig& config) : m_config(config)
     for (auto& p : named_parameters()) {
         const auto& name = p.key();
         auto& t = p.value();
+        if (t.numel() == 0)
+            continue;
         if (t.dim() >= 2 && name.find("mlp.") == std::string::npos && name.find("head.") == std::string::npos) {
             const double fanIn = static_cast<double>(t.numel() / t.size(0));
             const double bound = 1.0 / std::sqrt(fanIn);
@@ -731,10 +736,49 @@ at::Tensor FecModelImpl::run(const at::Tensor& input, Trace* trace, const TraceO
             keep("network." + std::to_string(2 * s + 1), x);
         }
     }
+    if (trace)
+        trace->finalMap = toCpu(x);
     auto pre = at::group_norm(x, 1, m_normW, m_normB, kNormEps).mean({2, 3});
     keep("pre_logits", pre);
     if (m_config.numClasses == 0)
         return pre;
+    return at::linear(pre, m_headW, m_headB);
+}
+
+at::Tensor FecModelImpl::forwardUntil(const at::Tensor& input, int level)
+{
+    TORCH_CHECK(level >= 1 && level <= 3, "pyramid level must be 1 to 3, got ", level);
+    TORCH_CHECK(input.dim() == 4 && input.size(1) == m_config.inChans, "expected input [B, ",
+                m_config.inChans, ", H, W], got ", input.sizes());
+    try {
+        m_config.checkInputSize(input.size(2), input.size(3));
+    } catch (const std::invalid_argument& e) {
+        TORCH_CHECK(false, e.what());
+    }
+    auto x = at::conv2d(channelsLast(addPositionChannels(input)), m_embedW, m_embedB, /*stride=*/4);
+    for (int s = 0; s < level; ++s) {
+        for (auto& block : m_blocks[s])
+            x = block->forward(x);
+        x = m_pools[s]->forward(x);
+    }
+    return x;
+}
+
+at::Tensor FecModelImpl::forwardFrom(int level, const at::Tensor& poolOutput)
+{
+    TORCH_CHECK(level >= 1 && level <= 3, "pyramid level must be 1 to 3, got ", level);
+    TORCH_CHECK(!m_config.forkFeat && m_config.numClasses > 0,
+                "running the network from a pyramid level needs a classification head");
+    TORCH_CHECK(poolOutput.dim() == 4 && poolOutput.size(1) == m_config.dims[level], "expected [B, ",
+                m_config.dims[level], ", h, w] at level ", level, ", got ", poolOutput.sizes());
+    auto x = channelsLast(poolOutput);
+    for (int s = level; s < 4; ++s) {
+        for (auto& block : m_blocks[s])
+            x = block->forward(x);
+        if (s < 3)
+            x = m_pools[s]->forward(x);
+    }
+    auto pre = at::group_norm(x, 1, m_normW, m_normB, kNormEps).mean({2, 3});
     return at::linear(pre, m_headW, m_headB);
 }
 

@@ -69,6 +69,30 @@ TEST_F(CliTrace, ImageInputUsesTheVisualisationPreprocessing)
     EXPECT_TRUE(pool3[0].equal(test::loadReference("tiny_seed0/network.5.assign.npy")[0]));
 }
 
+TEST_F(CliTrace, EvidenceFilesSplitTheLogitsExactly)
+{
+    ASSERT_EQ(runFec({"trace", "--checkpoint", test::referencePath("tiny_seed0.pth.tar"), "--input",
+                      test::referencePath("inputs/input_batch.npy"), "--out", m_out.string()}),
+              0);
+    const auto evidence = loadNpy((m_out / "evidence.npy").string());
+    const auto bias = loadNpy((m_out / "evidence_bias.npy").string());
+    const auto logits = loadNpy((m_out / "logits.npy").string());
+    ASSERT_EQ(evidence.sizes(), (std::vector<int64_t>{2, 10, 49}));
+    EXPECT_EQ(evidence.scalar_type(), at::kFloat);
+    ASSERT_EQ(bias.sizes(), (std::vector<int64_t>{10}));
+    const auto sum = evidence.to(at::kDouble).sum(-1) + bias.to(at::kDouble);
+    EXPECT_LE(test::maxAbsDiff(sum, logits), 1e-5 * std::max(1.0, logits.abs().max().item<double>()));
+}
+
+// Every image command takes the input side and preprocessing stored in the checkpoint.
+TEST_F(CliTrace, ImageInputDefaultsToTheCheckpointsSize)
+{
+    ASSERT_EQ(runFec({"trace", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--input",
+                      FEC_SOURCE_DIR "/resources/samples/fashion-ankle-boot-00000.png", "--out", m_out.string()}),
+              0);
+    EXPECT_EQ(loadNpy((m_out / "input.npy").string()).sizes(), (std::vector<int64_t>{1, 3, 128, 128}));
+}
+
 TEST_F(CliTrace, WrongNpyShapeIsRefused)
 {
     fs::create_directories(m_out);

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -114,6 +115,77 @@ TEST_F(Explain, SameInputsGiveTheSameFiles)
     ASSERT_EQ(runFec({"explain", "--checkpoint", ckpt, "--out", (m_root / "b").string(), "--format", "png", image}), 0);
     for (const char* f : {"levels.npy", "kmeans_k3.npy", "kmeans_k5.npy"})
         EXPECT_EQ(readText(m_root / "a" / "chelsea" / f), readText(m_root / "b" / "chelsea" / f)) << f;
+}
+
+TEST_F(Explain, EvidenceFilesForTheTopClassAndAnyOther)
+{
+    const auto out = m_root / "out";
+    const auto image = FEC_SOURCE_DIR "/resources/samples/fashion-ankle-boot-00000.png";
+    ASSERT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out", out.string(),
+                      "--format", "png", "--evidence", image}),
+              0);
+    const auto dir = out / "fashion-ankle-boot-00000";
+    // Without --class: the top-1 class, which the default model gets right for this sample.
+    ASSERT_TRUE(fs::exists(dir / "evidence_Ankle_boot.npy"));
+    EXPECT_TRUE(fs::exists(dir / "evidence_Ankle_boot.png"));
+    const auto density = loadNpy((dir / "evidence_Ankle_boot.npy").string());
+    EXPECT_EQ(density.scalar_type(), at::kFloat);
+    const cv::Mat original = cv::imread(image);
+    EXPECT_EQ(density.sizes(), (std::vector<int64_t>{original.rows, original.cols}));
+
+    // segments_<class>.csv: every segment of every level; the last level's contributions plus the
+    // bias and the unlocated share give the logit recorded in summary.json.
+    const auto csv = readText(dir / "segments_Ankle_boot.csv");
+    ASSERT_EQ(csv.rfind("level,segment,pixels,x0,y0,x1,y1,contribution,ablation_effect\n", 0), 0u);
+    auto summary = nlohmann::json::parse(readText(dir / "summary.json"));
+    const auto& ev = summary["evidence"][0];
+    EXPECT_EQ(ev["name"], "Ankle boot");
+    double lastLevel = 0, located = density.to(at::kDouble).sum().item<double>();
+    int rows = 0, withEffect = 0;
+    std::istringstream lines(csv);
+    std::string line;
+    std::getline(lines, line);
+    while (std::getline(lines, line)) {
+        ++rows;
+        std::vector<std::string> cells;
+        std::stringstream cellStream(line);
+        for (std::string c; std::getline(cellStream, c, ',');)
+            cells.push_back(c);
+        if (cells.size() == 9 && !cells[8].empty())
+            ++withEffect;
+        if (cells[0] == "3")
+            lastLevel += std::stod(cells[7]);
+    }
+    EXPECT_GT(rows, 16);
+    EXPECT_EQ(withEffect, rows) << "every segment carries its ablation effect";
+    const double logit = ev["logit"].get<double>(), bias = ev["bias"].get<double>(), unlocated = ev["unlocated"].get<double>();
+    EXPECT_NEAR(lastLevel + bias + unlocated, logit, 1e-4 * std::max(1.0, std::abs(logit)));
+    // The density at the image's resolution holds the located evidence (nearest sampling: ~1%).
+    EXPECT_NEAR(located, logit - bias - unlocated, 0.02 * std::max(1.0, std::abs(logit - bias)));
+
+    // Any class by name or index, and a contrast.
+    ASSERT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out", out.string(),
+                      "--overwrite", "--format", "png", "--evidence", "--class", "sneaker", "--class", "5", "--versus",
+                      "Ankle boot", image}),
+              0);
+    EXPECT_TRUE(fs::exists(dir / "evidence_Sneaker_vs_Ankle_boot.npy"));
+    EXPECT_TRUE(fs::exists(dir / "segments_Sandal_vs_Ankle_boot.csv"));
+}
+
+TEST_F(Explain, EvidenceClassMistakesSayWhatIsValid)
+{
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out",
+                      (m_root / "o").string(), "--evidence", "--class", "boots", (m_root / "in" / "chelsea.png").string()}),
+              2);
+    const auto err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("no class named 'boots'"), std::string::npos) << err;
+    EXPECT_NE(err.find("Ankle boot"), std::string::npos) << err;
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out",
+                      (m_root / "o").string(), "--evidence", "--class", "12", (m_root / "in" / "chelsea.png").string()}),
+              2);
+    EXPECT_NE(testing::internal::GetCapturedStderr().find("0 to 9"), std::string::npos);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "fec/cli/cli.h"
+#include "fec/resources.h"
 #include "reference.h"
 #include "run_fec.h"
 
@@ -78,7 +79,7 @@ TEST(SoakExplain, ResidentMemoryStaysFlat)
     const int runs = envInt("FEC_SOAK_RUNS", 85);
     std::string checkpoint = std::getenv("FEC_SOAK_CHECKPOINT") ? std::getenv("FEC_SOAK_CHECKPOINT") : "";
     if (checkpoint.empty())
-        checkpoint = cli::defaultModelPath();
+        checkpoint = fec::defaultModelPath();
     if (checkpoint.empty())
         checkpoint = test::referencePath("tiny_seed0.pth.tar");
     if (!fs::exists(checkpoint))

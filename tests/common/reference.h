@@ -1,6 +1,6 @@
 #pragma once
 
-// Locating the reference fixtures (../shared/reference) and comparing tensors in tests.
+// Locating the reference fixtures (tests/fixtures/reference) and comparing tensors in tests.
 
 #include <cstdlib>
 #include <filesystem>

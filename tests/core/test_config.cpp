@@ -1,9 +1,13 @@
 // Architectures, input-size rules and the JSON form stored in our checkpoints.
 
+#include <cmath>
+#include <functional>
+
 #include <gtest/gtest.h>
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <nlohmann/json.hpp>
 
 #include "fec/config.h"
 #include "fec/model.h"
@@ -106,6 +110,151 @@ TEST(Config, NotAnFecStateDict)
 {
     ShapeMap shapes{{"conv1.weight", {64, 3, 7, 7}}};
     EXPECT_THROW(inferConfig(shapes), std::invalid_argument);
+}
+
+// stateDictShapes() is the schema checkpoints are checked against before a model is built: it
+// must list exactly the parameters the model registers.
+TEST(Config, StateDictShapesAreTheModelsParameters)
+{
+    FecConfig dense = FecConfig::small();
+    dense.forkFeat = true;
+    dense.numClasses = 0;
+    FecConfig headless = FecConfig::base();
+    headless.numClasses = 0;
+    FecConfig custom;
+    custom.layers = {1, 0, 2, 1};
+    custom.dims = {16, 24, 40, 48};
+    custom.heads = {2, 1, 3, 2};
+    custom.headDims = {8, 4, 8, 12};
+    custom.mlpRatios = {2, 3, 2.5, 4};
+    custom.foldW = custom.foldH = {2, 2, 1, 1};
+    custom.numClasses = 7;
+    custom.inChans = 1;
+    for (const auto& c : {FecConfig::small(), FecConfig::base(), FecConfig::large(), dense, headless, custom}) {
+        FecModel model(c);
+        ShapeMap registered;
+        for (const auto& p : model->named_parameters())
+            registered[p.key()] = p.value().sizes().vec();
+        EXPECT_EQ(stateDictShapes(c), registered) << c.summary();
+        EXPECT_EQ(c.parameterCount(), model->parameterCount()) << c.summary();
+    }
+}
+
+struct BadConfig {
+    const char* what;
+    std::function<void(FecConfig&)> change;
+    const char* message;    // expected in the error: the field, the stage and the value
+    bool sameInJson = true; // JSON has no NaN: nlohmann writes null, refused as "must be a number"
+};
+
+// Every architecture value is bounded by one check, run before anything is allocated. These
+// used to end in SIGFPE (heads x head_dims wrapping to 0 in an int, an MLP of width 0) or in
+// gigabytes of allocation.
+TEST(ConfigHostile, EveryArchitectureValueIsBounded)
+{
+    const BadConfig cases[] = {
+        {"heads x head_dims overflows int", [](FecConfig& c) { c.heads[0] = c.headDims[0] = 65536; },
+         "heads at stage 0 is 65536, outside 1 to 8192"},
+        {"heads x head_dims too wide",
+         [](FecConfig& c) {
+             c.heads = {2, 2, 2, 2};
+             c.headDims = {32768, 24, 24, 24};
+         },
+         "head_dims at stage 0 is 32768, outside 1 to 8192"},
+        {"product over the width bound",
+         [](FecConfig& c) {
+             c.heads[1] = 128;
+             c.headDims[1] = 128;
+         },
+         "heads x head_dims at stage 1 is 128 x 128 = 16384, more than 8192"},
+        {"MLP of width 0", [](FecConfig& c) { c.mlpRatios[2] = 0.001; }, "the MLP width at stage 2"},
+        {"NaN MLP ratio", [](FecConfig& c) { c.mlpRatios[3] = std::nan(""); }, "mlp_ratios at stage 3 is nan", false},
+        {"proposals", [](FecConfig& c) { c.proposalW[0] = 65536; }, "proposal_w at stage 0 is 65536, outside 1 to 64"},
+        {"proposal columns", [](FecConfig& c) { c.proposalH[3] = 0; }, "proposal_h at stage 3 is 0"},
+        {"folds", [](FecConfig& c) { c.foldH[1] = 17; }, "fold_h at stage 1 is 17, outside 1 to 16"},
+        {"layers", [](FecConfig& c) { c.layers[2] = 65; }, "layers at stage 2 is 65, outside 0 to 64"},
+        {"negative layers", [](FecConfig& c) { c.layers[0] = -1; }, "layers at stage 0 is -1"},
+        {"widths", [](FecConfig& c) { c.dims[3] = 8193; }, "dims at stage 3 is 8193, outside 1 to 8192"},
+        {"classes", [](FecConfig& c) { c.numClasses = 100001; }, "num_classes is 100001, outside 0 to 100000"},
+        {"channels", [](FecConfig& c) { c.inChans = 65; }, "in_chans is 65, outside 1 to 64"},
+        {"parameters",
+         [](FecConfig& c) {
+             c.layers = {64, 64, 64, 64};
+             c.dims = {4096, 4096, 4096, 4096};
+         },
+         "parameters, more than 268435456"},
+    };
+    for (const auto& bad : cases) {
+        FecConfig c = FecConfig::small();
+        bad.change(c);
+        try {
+            FecModel model(c); // validates before registering a single parameter
+            ADD_FAILURE() << bad.what << ": accepted";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(bad.message), std::string::npos) << bad.what << ": " << e.what();
+        }
+        // The same values stored as JSON (a checkpoint's fec_config, --config, run.json).
+        try {
+            FecConfig::fromJson(c.toJson());
+            ADD_FAILURE() << bad.what << ": accepted from JSON";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_EQ(std::string(e.what()).rfind("fec_config: ", 0), 0u) << e.what();
+            if (bad.sameInJson)
+                EXPECT_NE(std::string(e.what()).find(bad.message), std::string::npos) << bad.what << ": " << e.what();
+        }
+    }
+    // The published variants and the limits themselves are accepted.
+    FecConfig edge = FecConfig::small();
+    edge.heads[0] = 8;
+    edge.headDims[0] = kMaxWidth / 8;
+    edge.proposalW = edge.proposalH = {kMaxProposals, 1, 1, 1};
+    edge.foldW = edge.foldH = {kMaxFolds, 1, 1, 1};
+    EXPECT_NO_THROW(edge.validate());
+    for (const auto& name : FecConfig::variantNames())
+        EXPECT_NO_THROW(FecConfig::named(name).validate()) << name;
+}
+
+TEST(ConfigHostile, JsonIntegersBeyondIntAreNotWrapped)
+{
+    // 4294967298 used to read as 2 (nlohmann's get<int> truncates).
+    auto json = nlohmann::json::parse(FecConfig::small().toJson());
+    json["heads"] = {4294967298LL, 4, 8, 8};
+    try {
+        FecConfig::fromJson(json.dump());
+        FAIL() << "4294967298 heads accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("'heads[0]' is 4294967298, out of range"), std::string::npos) << e.what();
+    }
+    json = nlohmann::json::parse(FecConfig::small().toJson());
+    json["num_classes"] = 18446744073709551615ULL;
+    EXPECT_THROW(FecConfig::fromJson(json.dump()), std::invalid_argument);
+}
+
+TEST(ConfigHostile, InferenceRefusesSizesNoTensorHolds)
+{
+    FecModel model(FecConfig::small());
+    ShapeMap shapes;
+    for (const auto& p : model->named_parameters())
+        shapes[p.key()] = p.value().sizes().vec();
+    // A tensor with a zero dimension holds no data whatever its other sizes claim.
+    auto hostile = shapes;
+    hostile["network.0.0.token_mixer.f.weight"] = {(int64_t(1) << 32) + 96, 0, 1, 1};
+    try {
+        inferConfig(hostile);
+        FAIL() << "a width of 2^32 + 96 was read as 96";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("network.0.0.token_mixer.f.weight"), std::string::npos) << e.what();
+    }
+    // Overrides whose product overflows an int are compared in 64 bits.
+    ConfigHints hints;
+    hints.heads = {65536, 65536, 65536, 65536};
+    hints.headDims = {65536, 65536, 65536, 65536};
+    try {
+        inferConfig(shapes, hints);
+        FAIL() << "65536 x 65536 heads accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("heads x head_dim must equal 96"), std::string::npos) << e.what();
+    }
 }
 
 // The CLI and the explorer turn a device out-of-memory error into advice (smaller batch, CPU).

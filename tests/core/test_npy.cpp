@@ -22,10 +22,7 @@ std::string referenceDir()
 {
     if (const char* env = std::getenv("FEC_REFERENCE_DIR"))
         return env;
-    const fs::path self(__FILE__);
-    if (self.is_absolute())
-        return (self.parent_path().parent_path().parent_path() / ".." / "shared" / "reference").string();
-    return "../shared/reference";
+    return FEC_REFERENCE_DIR_DEFAULT;  // tests/fixtures/reference in the repository
 }
 
 Bytes readFixture(const std::string& name)

@@ -1,4 +1,4 @@
-// Numerical parity with the authors' PyTorch implementation (../shared/reference).
+// Numerical parity with the authors' PyTorch implementation (tests/fixtures/reference).
 
 #include <gtest/gtest.h>
 
@@ -124,7 +124,7 @@ TEST(ParityExtra, EmaWeightsGiveTheEmaLogits)
 {
     LoadOptions options;  // Auto picks state_dict_ema, like the authors' visualisation
     auto loaded = loadCheckpoint(referencePath("fec_small_seed0.pth.tar"), options);
-    EXPECT_EQ(loaded.info.weights, "state_dict_ema");
+    EXPECT_EQ(loaded.info.weights, WeightsEntry::StateDictEma);
     auto input = loadReference("inputs/input_batch.npy");
     c10::InferenceMode guard;
     auto logits = loaded.model->forward(input);

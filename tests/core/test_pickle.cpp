@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -29,11 +30,7 @@ std::string referenceDir()
 {
     if (const char* env = std::getenv("FEC_REFERENCE_DIR"))
         return env;
-    // The repository's sibling folder shared/reference.
-    const std::filesystem::path self(__FILE__);
-    if (self.is_absolute())
-        return (self.parent_path().parent_path().parent_path() / ".." / "shared" / "reference").string();
-    return "../shared/reference";
+    return FEC_REFERENCE_DIR_DEFAULT;  // tests/fixtures/reference in the repository
 }
 
 Bytes readFixture(const std::string& name)
@@ -72,27 +69,31 @@ struct TestEntry {
     uint16_t method = 0;
 };
 
-// A minimal, independent zip writer (no data alignment, no zip64).
-Bytes makeZip(const std::vector<TestEntry>& entries)
+// Appends the local header and data of `e` to `out`; returns its offset.
+uint64_t addLocalEntry(Bytes& out, const TestEntry& e)
 {
-    Bytes out;
-    std::vector<uint64_t> offsets;
-    for (const auto& e : entries) {
-        offsets.push_back(out.size());
-        const uint32_t crc = testCrc32(reinterpret_cast<const uint8_t*>(e.data.data()), e.data.size());
-        le(out, 0x04034b50, 4);
-        le(out, 20, 2);
-        le(out, 0, 2);
-        le(out, e.method, 2);
-        le(out, 0, 4);
-        le(out, crc, 4);
-        le(out, e.data.size(), 4);
-        le(out, e.data.size(), 4);
-        le(out, e.name.size(), 2);
-        le(out, 0, 2);
-        out.insert(out.end(), e.name.begin(), e.name.end());
-        out.insert(out.end(), e.data.begin(), e.data.end());
-    }
+    const uint64_t offset = out.size();
+    const uint32_t crc = testCrc32(reinterpret_cast<const uint8_t*>(e.data.data()), e.data.size());
+    le(out, 0x04034b50, 4);
+    le(out, 20, 2);
+    le(out, 0, 2);
+    le(out, e.method, 2);
+    le(out, 0, 4);
+    le(out, crc, 4);
+    le(out, e.data.size(), 4);
+    le(out, e.data.size(), 4);
+    le(out, e.name.size(), 2);
+    le(out, 0, 2);
+    out.insert(out.end(), e.name.begin(), e.name.end());
+    out.insert(out.end(), e.data.begin(), e.data.end());
+    return offset;
+}
+
+// Appends a central directory of `entries` (whose local headers are at `offsets`) and an end of
+// central directory record that says `commentLength` bytes of comment follow it.
+void addDirectory(Bytes& out, const std::vector<TestEntry>& entries, const std::vector<uint64_t>& offsets,
+                  uint16_t commentLength = 0)
+{
     const uint64_t cd = out.size();
     for (size_t i = 0; i < entries.size(); ++i) {
         const auto& e = entries[i];
@@ -123,7 +124,17 @@ Bytes makeZip(const std::vector<TestEntry>& entries)
     le(out, entries.size(), 2);
     le(out, cdSize, 4);
     le(out, cd, 4);
-    le(out, 0, 2);
+    le(out, commentLength, 2);
+}
+
+// A minimal, independent zip writer (no data alignment, no zip64).
+Bytes makeZip(const std::vector<TestEntry>& entries)
+{
+    Bytes out;
+    std::vector<uint64_t> offsets;
+    for (const auto& e : entries)
+        offsets.push_back(addLocalEntry(out, e));
+    addDirectory(out, entries, offsets);
     return out;
 }
 
@@ -1324,6 +1335,151 @@ TEST(PickleAudit, ZipSizesAndEntryCountsAreBounded)
         many.push_back({"ck/extra/" + std::to_string(i), ""});
     const Bytes big = makeZip(many);
     EXPECT_LT(cpuSecondsOf([&] { EXPECT_EQ(readBytes(big).storages.size(), 1u); }), 3.0 * kCpuSlack);
+}
+
+// Hardening round 2: files that PyTorch would read differently from us, and gadgets.
+
+const std::string kMagicLong("\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 12);
+
+// `module.name("id")` with its result dropped: what a pickle can run before the value it returns.
+std::string hiddenCall(const std::string& module, const std::string& name)
+{
+    return global(module, name) + "(" + binunicode("id") + "tR0";
+}
+
+// A legacy torch.save file holding {extraRoot..., "w": 4 floats of storage "0"}; before[k] starts
+// its k-th pickle (magic number, protocol version, system information, data, storage keys).
+Bytes legacyWith(const std::vector<std::string>& before, const std::string& extraRoot = "")
+{
+    auto at = [&](size_t k) { return k < before.size() ? before[k] : std::string(); };
+    std::string out;
+    out += kProto2 + at(0) + kMagicLong + ".";
+    out += kProto2 + at(1) + "M\xe9\x03.";
+    out += kProto2 + at(2) + "}" + binunicode("little_endian") + "\x88s.";
+    out += kProto2 + at(3) + "}(" + extraRoot + binunicode("w") + tensorPickle("FloatStorage", "0", 4, 4) + "u.";
+    out += kProto2 + at(4) + "(" + binunicode("0") + "l.";
+    out += std::string("\x04\0\0\0\0\0\0\0", 8) + std::string(16, '\x01');
+    return Bytes(out.begin(), out.end());
+}
+
+const std::string kBenignPkl = kProto2 + "}" + binunicode("w") + tensorPickle("FloatStorage", "0", 4, 4) + "s.";
+const std::string kPayloadPkl = kProto2 + "}(" + binunicode("w") + tensorPickle("FloatStorage", "0", 4, 4) +
+                                binunicode("p") + global("posix", "system") + "(" + binunicode("id") + "tRu.";
+
+// A benign zip, then a second directory listing a payload data.pkl, whose end record says
+// `lastComment` comment bytes follow (0: it ends the file).
+Bytes zipWithTwoDirectories(uint16_t lastComment)
+{
+    const std::string data16(16, '\x01');
+    const std::vector<TestEntry> first{{"ck/data.pkl", kBenignPkl}, {"ck/data/0", data16}};
+    Bytes z;
+    std::vector<uint64_t> offsets;
+    for (const auto& e : first)
+        offsets.push_back(addLocalEntry(z, e));
+    const uint64_t payload = addLocalEntry(z, {"ck/data.pkl", kPayloadPkl});
+    addDirectory(z, first, offsets);
+    addDirectory(z, {{"ck/data.pkl", kPayloadPkl}, {"ck/data/0", data16}}, {payload, offsets[1]}, lastComment);
+    return z;
+}
+
+TEST(PickleHardening, ZipEndRecordIsChosenAsPyTorchDoes)
+{
+    // PyTorch (miniz) takes the last end record with 22 bytes after it, whatever its comment
+    // length; we used to skip one whose comment runs past the end and read the benign directory.
+    const std::string error = formatErrorOf([] { readBytes(zipWithTwoDirectories(100)); });
+    EXPECT_NE(error.find("end of central directory record (offset"), std::string::npos) << error;
+    EXPECT_NE(error.find("says 100 comment bytes follow it, but 0 do"), std::string::npos) << error;
+    // When the last record ends the file, it is the one read, as PyTorch does: the payload shows.
+    const Archive last = readBytes(zipWithTwoDirectories(0));
+    EXPECT_EQ(last.ignoredGlobals, std::vector<std::string>{"posix.system"});
+    EXPECT_NE(last.root->get("p"), nullptr);
+    // Bytes after an end record that claims no comment: refused too.
+    Bytes trailing = makeZip({{"ck/data.pkl", kBenignPkl}, {"ck/data/0", std::string(16, '\x01')}});
+    ASSERT_NO_THROW(readBytes(trailing));
+    trailing.insert(trailing.end(), 30, 'x');
+    EXPECT_NE(formatErrorOf([&] { readBytes(trailing); }).find("says 0 comment bytes follow it, but 30 do"),
+              std::string::npos);
+}
+
+TEST(PickleHardening, ZipNamesAndCountsAreReadAsPyTorchDoes)
+{
+    const std::string data16(16, '\x01');
+    // PyTorch finds "data.pkl" ignoring case: two names that differ only in case are ambiguous.
+    EXPECT_NE(formatErrorOf([&] {
+                  readBytes(makeZip(
+                      {{"ck/data.pkl", kBenignPkl}, {"ck/DATA.pkl", kPayloadPkl}, {"ck/data/0", data16}}));
+              }).find("zip entries \"ck/data.pkl\" and \"ck/DATA.pkl\" differ only in case"),
+              std::string::npos);
+    // Entry counts that disagree (PyTorch refuses the archive).
+    Bytes z = makeZip({{"ck/data.pkl", kBenignPkl}, {"ck/data/0", data16}});
+    z[z.size() - 22 + 8] = 1;
+    EXPECT_NE(formatErrorOf([&] { readBytes(z); }).find("counts 1 entries on this disk but 2 in all"),
+              std::string::npos);
+}
+
+TEST(PickleHardening, ContainerIsChosenAsPyTorchDoes)
+{
+    // torch.load reads a file as a zip only when it starts with a local file header. A legacy
+    // file with a zip appended used to be read as the zip, while PyTorch runs the legacy pickles.
+    Bytes polyglot = legacyWith({hiddenCall("posix", "system")});
+    const Bytes zip = makeZip({{"ck/data.pkl", kBenignPkl}, {"ck/data/0", std::string(16, '\x01')}});
+    polyglot.insert(polyglot.end(), zip.begin(), zip.end());
+    const Archive a = readBytes(polyglot);
+    EXPECT_EQ(a.format, ContainerFormat::Legacy);
+    EXPECT_EQ(a.ignoredGlobals, std::vector<std::string>{"posix.system"});
+    // A zip directory in a file that does not start with a zip entry: not read as a zip.
+    Bytes shifted(zip.size() + 1, 'x');
+    std::copy(zip.begin(), zip.end(), shifted.begin() + 1);
+    EXPECT_NE(formatErrorOf([&] { readBytes(shifted); }).find("does not start with a zip entry"), std::string::npos);
+
+    // A legacy file whose first 512 bytes also make a valid (pre-POSIX) tar header: torch.load
+    // would open it as a tar archive first.
+    Bytes tar = legacyWith({}, binunicode("pad") + binunicode(std::string(600, 'a')));
+    ASSERT_NO_THROW(readBytes(tar));
+    const size_t pad = std::search_n(tar.begin(), tar.end(), 600, 'a') - tar.begin();
+    ASSERT_TRUE(pad <= 148 && pad + 600 >= 156);
+    uint32_t sum = 8 * ' ';
+    for (size_t i = 0; i < 512; ++i)
+        sum += (i >= 148 && i < 156) ? 0 : tar[i];
+    char field[9];
+    std::snprintf(field, sizeof field, "%06o", static_cast<unsigned>(sum));
+    std::memcpy(&tar[148], field, 6);
+    tar[154] = 0;
+    tar[155] = ' ';
+    EXPECT_NE(formatErrorOf([&] { readBytes(tar); }).find("legacy tar checkpoints"), std::string::npos);
+}
+
+TEST(PickleHardening, LegacyHeaderGlobalsAreReported)
+{
+    EXPECT_TRUE(readBytes(legacyWith({})).ignoredGlobals.empty());
+    // torch.load runs all five pickles of a legacy file; each global in any of them is listed.
+    const Archive a = readBytes(legacyWith({hiddenCall("posix", "system"), hiddenCall("nt", "system"),
+                                            hiddenCall("builtins", "exec"), "", hiddenCall("subprocess", "Popen")}));
+    EXPECT_EQ(a.ignoredGlobals,
+              (std::vector<std::string>{"posix.system", "nt.system", "builtins.exec", "subprocess.Popen"}));
+    EXPECT_EQ(a.root->get("w")->tensor.sizes, std::vector<int64_t>{4});
+    // A first pickle that runs something and is no magic number is refused, naming what it runs.
+    const std::string notMagic = kProto2 + hiddenCall("posix", "system") + "K\x01.";
+    const std::string error = formatErrorOf([&] { readBytes(Bytes(notMagic.begin(), notMagic.end())); });
+    EXPECT_NE(error.find("not a PyTorch checkpoint: its first pickle names posix.system"), std::string::npos) << error;
+}
+
+TEST(PickleHardening, NestedPicklesAreNamed)
+{
+    // torch.storage._load_from_bytes(b) is torch.load(b): a second pickle, never read here.
+    const std::string nested = global("torch.storage", "_load_from_bytes") + "(C\x04" + "abcd" + "tR";
+    std::vector<std::string> ignored;
+    const auto v = unpickleString(kProto2 + nested + ".", nullptr, &ignored);
+    EXPECT_TRUE(v->isNestedPickle());
+    EXPECT_EQ(v->describe(), "a nested pickle (torch.storage._load_from_bytes), not loaded");
+    EXPECT_EQ(ignored, std::vector<std::string>{"torch.storage._load_from_bytes"});
+    EXPECT_FALSE(unpickleString(kProto2 + global("torch._utils", "_rebuild_qtensor") + ")R.")->isNestedPickle());
+    // As the data of a tensor.
+    const std::string asData = kProto2 + global("torch._utils", "_rebuild_tensor_v2") + "(" + nested + binint1(0) +
+                               binint1(4) + "\x85" + binint1(1) + "\x85" + "\x89}tR.";
+    EXPECT_NE(formatErrorOf([&] { unpickleString(asData); })
+                  .find("is a nested pickle (torch.storage._load_from_bytes), not loaded"),
+              std::string::npos);
 }
 
 }  // namespace

@@ -20,7 +20,7 @@
 
 #include "fec/atomic_file.h"
 #include "fec/imaging/image.h"
-#include "fec/imaging/image_folder.h"
+#include "fec/datasets/image_folder.h"
 #include "fec/train/dataset.h"
 #include "cpu_time.h"
 #include "reference.h"
@@ -598,6 +598,61 @@ TEST(ImageHostile, UnreadablePaths)
     fs::remove_all(dir);
 }
 
+// A little-endian 4x4 grey TIFF with two ImageWidth and two ImageLength entries (TIFF 6.0 forbids
+// repeated tags; libtiff keeps the first of each and ignores the rest).
+Bytes tiffWithRepeatedSize(uint32_t firstWidth, uint32_t firstHeight, uint32_t secondWidth, uint32_t secondHeight)
+{
+    struct Entry {
+        uint16_t tag, type;
+        uint32_t value;
+    };
+    const uint32_t pixels = 8 + 2 + 12 * 12 + 4; // right after the directory and its next-IFD offset
+    const Entry entries[] = {{256, 4, firstWidth}, {256, 4, secondWidth}, {257, 4, firstHeight}, {257, 4, secondHeight},
+                             {258, 3, 8},          {259, 3, 1},           {262, 3, 1},           {273, 4, pixels},
+                             {277, 3, 1},          {278, 4, 4},           {279, 4, 16},          {284, 3, 1}};
+    Bytes out{'I', 'I', 42, 0, 8, 0, 0, 0, 12, 0};
+    auto le = [&](uint32_t v, int bytes) {
+        for (int k = 0; k < bytes; ++k)
+            out.push_back(static_cast<uint8_t>(v >> (8 * k)));
+    };
+    for (const auto& e : entries) {
+        le(e.tag, 2);
+        le(e.type, 2);
+        le(1, 4);
+        le(e.value, 4); // a SHORT sits in the first two bytes of the value field
+    }
+    le(0, 4);
+    for (int i = 0; i < 16; ++i)
+        out.push_back(static_cast<uint8_t>(i * 16));
+    return out;
+}
+
+TEST(ImageHostile, RepeatedTiffSizeTagsAreReadLikeLibtiff)
+{
+    // The probe kept the LAST ImageWidth/ImageLength, libtiff the FIRST: huge first sizes followed
+    // by small ones passed the pixel limit, and a 9.5 KB file decoded to 2.8 GB. The probe now
+    // follows libtiff's rule, so the size judged is the size decoded.
+    const Bytes bomb = tiffWithRepeatedSize(20000, 20000, 4, 4);
+    auto header = probeImageHeader(bomb.data(), bomb.size());
+    EXPECT_EQ(header.width, 20000);
+    EXPECT_EQ(header.height, 20000);
+    ImageLoadOptions limit;
+    limit.maxPixels = 1'000'000;
+    expectRefused(bomb, "repeated-bomb.tif",
+                  "the image is 20000x20000 pixels, more than the limit of 1000000 (refused as a possible "
+                  "decompression bomb",
+                  limit);
+
+    // The other order decodes: libtiff reads the 4x4 the probe saw (this pins libtiff's rule).
+    const Bytes small = tiffWithRepeatedSize(4, 4, 100000, 100000);
+    header = probeImageHeader(small.data(), small.size());
+    EXPECT_EQ(header.width, 4);
+    EXPECT_EQ(header.height, 4);
+    const auto rgb = decodeImageRgb(small, "repeated.tif", limit);
+    EXPECT_EQ(rgb.size(), cv::Size(4, 4));
+    EXPECT_EQ(rgb.at<cv::Vec3b>(1, 2), cv::Vec3b(96, 96, 96));
+}
+
 TEST(ImageFolderHostile, BadFilesAreSkippedAndReportedNotFatal)
 {
     const auto root = tempDir() / "folder";
@@ -610,7 +665,7 @@ TEST(ImageFolderHostile, BadFilesAreSkippedAndReportedNotFatal)
     writeFileAtomic((root / "dog" / "1.png").string(), encode(".png", testPattern(5, 7)));
     writeFileAtomic((root / "dog" / "2.jpg").string(), encode(".jpg", testPattern(9, 4)));
 
-    ImageFolder folder(root.string());
+    datasets::ImageFolder folder(root.string());
     ASSERT_EQ(folder.size(), 6);
     for (int64_t i = 0; i < folder.size(); ++i) {
         const auto sample = folder.get(i);
@@ -628,7 +683,7 @@ TEST(ImageFolderHostile, BadFilesAreSkippedAndReportedNotFatal)
 
     // Over the tolerance the folder is reported as broken (looking for a substitute for 2.png
     // meets 3.jpg and 4.png too).
-    ImageFolder strict(root.string());
+    datasets::ImageFolder strict(root.string());
     strict.setBadFileTolerance(2, 0.0);
     EXPECT_EQ(strict.maxBadFiles(), 2);
     EXPECT_NO_THROW(strict.get(0));
@@ -645,7 +700,7 @@ TEST(ImageFolderHostile, BadFilesAreSkippedAndReportedNotFatal)
 
     // A class with no readable image at all.
     fs::remove(root / "cat" / "1.png");
-    ImageFolder broken(root.string());
+    datasets::ImageFolder broken(root.string());
     try {
         broken.get(0);
         FAIL() << "a class without readable images decoded";

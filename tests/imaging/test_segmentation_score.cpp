@@ -13,7 +13,7 @@
 #include "fec/imaging/kmeans.h"
 #include "fec/imaging/segmentation_score.h"
 #include "reference.h"
-#include "segmentation_eval.h"
+#include "fec/explain/segmentation_eval.h"
 
 namespace fec::imaging {
 namespace {
@@ -125,7 +125,7 @@ TEST(SegmentationScore, ObjectMaskFollowsTheEvaluationResize)
     // A 28x28 grey image with a bright 14x14 square in its top-left quarter.
     auto image = at::zeros({28, 28, 1}, at::kByte);
     image.narrow(0, 0, 14).narrow(1, 0, 14).fill_(200);
-    const auto squash = cli::objectMask(image, 64, train::EvalResize::Squash);
+    const auto squash = explain::objectMask(image, 64, train::EvalResize::Squash);
     int64_t on = 0;
     for (int y = 0; y < 64; ++y)
         for (int x = 0; x < 64; ++x) {
@@ -135,7 +135,7 @@ TEST(SegmentationScore, ObjectMaskFollowsTheEvaluationResize)
         }
     EXPECT_EQ(on, 32 * 32);
     // The centre crop keeps the middle 90%: the square still covers the top-left corner pixel.
-    const auto crop = cli::objectMask(image, 64, train::EvalResize::Crop);
+    const auto crop = explain::objectMask(image, 64, train::EvalResize::Crop);
     EXPECT_TRUE(crop[0]);
     EXPECT_FALSE(crop[64 * 64 - 1]);
 }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -26,6 +27,8 @@
 
 #include "fec/checkpoint.h"
 #include "fec/train/distributed.h"
+#include "fec/train/run_lock.h"
+#include "fec/train/train_options.h"
 #include "train_test_util.h"
 
 extern char** environ;
@@ -160,6 +163,29 @@ std::vector<std::string> tinyRun(const std::string& out, const std::vector<std::
                   extra);
 }
 
+// Every line of RUN_DIR/metrics.jsonl is a JSON object; returns how many there are (-1: a torn one).
+int parsedMetricLines(const std::string& runDir)
+{
+    std::ifstream in(runDir + "/metrics.jsonl");
+    int lines = 0;
+    for (std::string line; std::getline(in, line); ++lines) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("step"))
+            return -1;
+    }
+    return lines;
+}
+
+// A pid no process has: a child that has exited and been reaped.
+pid_t deadPid()
+{
+    const pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, nullptr, 0);
+    return pid;
+}
+
 TEST(TrainCli, EvalPrintsTopOneTopFiveAndWritesTheConfusionMatrix)
 {
     FEC_REQUIRE_FASHION_MNIST();
@@ -232,12 +258,163 @@ TEST(TrainCli, SignalStopsAtAStepBoundaryAndResumeFinishesTheRun)
     const auto stoppedAt = loggedStep(run);
     EXPECT_LT(stoppedAt, 256);
     ASSERT_TRUE(fs::exists(run + "/last.pth.tar"));
+    // The structured record says the same as the note (what the explorer reads).
+    auto record = nlohmann::json::parse(test::readText(run + "/run.json"))["final"];
+    EXPECT_EQ(record["status"], "stopped") << record.dump();
+    EXPECT_EQ(record["steps"], stoppedAt);
+    EXPECT_EQ(record["total_steps"], 256);
 
     // --resume needs no other flag: data and settings come from run.json.
     ASSERT_EQ(runFec({"--threads", "1", "train", "--resume", "--out", run}, dir, "b"), 0)
         << test::readText(dir.file("b.err"));
     EXPECT_NE(test::readText(dir.file("b.err")).find("resuming from"), std::string::npos);
     EXPECT_EQ(loggedStep(run), 256); // 2048 images / 8 per step
+    record = nlohmann::json::parse(test::readText(run + "/run.json"))["final"];
+    EXPECT_EQ(record["status"], "done") << record.dump();
+    EXPECT_EQ(record["steps"], 256);
+    EXPECT_EQ(record["epochs"], 1);
+    EXPECT_EQ(record["best_metric"]["name"], "top1");
+}
+
+// Every option of the table is a flag `fec train` accepts and records in run.json exactly; the
+// flags outside the table are the data, the architecture and how the process runs.
+TEST(TrainCli, EveryOptionFlagIsAcceptedAndRecorded)
+{
+    TempDir dir;
+    ASSERT_EQ(runFec({"train", "--help"}, dir, "help"), 0);
+    const auto help = test::readText(dir.file("help.out"));
+    std::set<std::string> flags;
+    const std::regex flag("(^|[ ,])(--[a-z0-9-]+)");
+    for (auto it = std::sregex_iterator(help.begin(), help.end(), flag); it != std::sregex_iterator(); ++it)
+        flags.insert((*it)[2]);
+    const std::set<std::string> outsideTheTable{"--help",        "--data",         "--out",
+                                                "--val",         "--val-split",    "--train-limit",
+                                                "--val-limit", // run.json "command"
+                                                "--arch",        "--config",       "--layers",
+                                                "--dims",        "--heads",        "--head-dims",
+                                                "--mlp-ratios",  "--proposals", // "config"
+                                                "--no-augment", // a preset of the table's augment and mix rows
+                                                "--json",        "--dry-run",      "--nproc-per-node",
+                                                "--nnodes",      "--node-rank",    "--master-addr",
+                                                "--master-port", "--dist-timeout", "--bench",
+                                                "--bench-steps", "--bench-warmup"};
+    for (const auto& row : trainOptionTable())
+        if (!row.flag.empty())
+            EXPECT_TRUE(flags.count(row.flag)) << row.flag << " missing from fec train --help";
+    for (const auto& f : flags)
+        EXPECT_TRUE(findTrainOption(f) || outsideTheTable.count(f)) << f << ": a flag neither in the table nor known";
+
+    // Every flag at a value other than its default, as the explorer would pass them.
+    TrainOptions changed;
+    changed.checkpoint = dir.file("base.pth.tar");
+    changed.weights = WeightsChoice::Ema;
+    changed.freezeStages = {0, 1};
+    changed.dropPath = 0.2;
+    changed.size = 64;
+    changed.batch = 8;
+    changed.accum = 2;
+    changed.workers = 1;
+    changed.augment.scaleMin = 0.25;
+    changed.augment.hflip = 0.25;
+    changed.augment.eraseProb = 0.125;
+    changed.mix.mixupAlpha = 0.8;
+    changed.mix.cutmixAlpha = 1.0;
+    changed.mix.smoothing = 0.05;
+    changed.evalResize = "crop";
+    changed.epochs = 3;
+    changed.maxSteps = 17;
+    changed.lr = 2.5e-4;
+    changed.minLr = 3e-6;
+    changed.warmupLr = 2e-7;
+    changed.warmupEpochs = 0.5;
+    changed.weightDecay = 0.01;
+    changed.clipGrad = 1.5;
+    changed.emaDecay = 0.9998;
+    changed.seed = 123456789012345ull;
+    changed.logEvery = 3;
+    changed.tensorboard = false;
+    changed.device = "auto";
+    auto args =
+        concat({"train", "--data", dir.path(), "--out", dir.file("run"), "--dry-run"}, optionArguments(changed));
+    for (const auto& row : trainOptionTable())
+        if (!row.flag.empty() && row.flag != "--resume")
+            EXPECT_NE(std::find(args.begin(), args.end(), row.flag), args.end()) << row.flag << " not exercised";
+    ASSERT_EQ(runFec(args, dir, "dry"), 0) << test::readText(dir.file("dry.err"));
+    const auto printed = nlohmann::json::parse(test::readText(dir.file("dry.out")));
+    const auto expected = nlohmann::json::parse(optionsToJson(changed));
+    for (const auto& row : trainOptionTable())
+        if (!row.key.empty())
+            EXPECT_EQ(printed["options"][nlohmann::json::json_pointer(row.key)],
+                      expected[nlohmann::json::json_pointer(row.key)])
+                << row.key;
+    EXPECT_FALSE(fs::exists(dir.file("run"))) << "a dry run writes nothing";
+
+    // A bad value is refused by the flag's own check.
+    ASSERT_NE(
+        runFec({"train", "--data", dir.path(), "--out", dir.file("run"), "--dry-run", "--epochs", "0"}, dir, "bad"), 0);
+    EXPECT_NE(test::readText(dir.file("bad.err")).find("--epochs"), std::string::npos)
+        << test::readText(dir.file("bad.err"));
+}
+
+// Two trainers on one run folder: the second (new run or --resume) is refused before it touches
+// anything, naming the folder and the owner; the first run's files stay its own.
+TEST(TrainCli, SecondTrainerOnABusyRunFolderIsRefusedAndTheFirstRunIsIntact)
+{
+    FEC_REQUIRE_FASHION_MNIST();
+    TempDir dir;
+    const auto run = dir.file("run");
+    auto first = spawn(tinyRun(run, {"--batch", "8", "--epochs", "1"}, 2048), dir.file("a.out"), dir.file("a.err"));
+    ASSERT_TRUE(waitForStep(run, 3, 60)) << test::readText(dir.file("a.err"));
+    EXPECT_EQ(std::stol(test::readText(runLockPath(run))), static_cast<long>(first.pid));
+    EXPECT_EQ(runFolderOwner(run), static_cast<long>(first.pid));
+    const auto runJson = test::readText(run + "/run.json");
+
+    for (const auto& [name, args] :
+         std::vector<std::pair<std::string, std::vector<std::string>>>{
+             {"new", tinyRun(run, {"--batch", "16", "--epochs", "1"}, 512)},
+             {"resume", {"--threads", "1", "train", "--resume", "--out", run}}}) {
+        const int code = runFec(args, dir, name, 60);
+        EXPECT_NE(code, 0) << name;
+        EXPECT_GT(code, 0) << name << ": did not exit in time";
+        const auto err = test::readText(dir.file(name + ".err"));
+        EXPECT_NE(err.find("the run folder " + run + " is in use by another training process (pid " +
+                           std::to_string(first.pid) + ")"),
+                  std::string::npos)
+            << name << ": " << err;
+        EXPECT_EQ(test::readText(run + "/run.json"), runJson) << name;
+        EXPECT_GT(parsedMetricLines(run), 0) << name;
+    }
+    EXPECT_EQ(waitpid(first.pid, nullptr, WNOHANG), 0) << "the first run died";
+
+    kill(first.pid, SIGINT);
+    const int status = waitFor(first, 60);
+    ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << test::readText(dir.file("a.err"));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << test::readText(dir.file("a.err"));
+    const auto stoppedAt = loggedStep(run);
+    EXPECT_GE(parsedMetricLines(run), stoppedAt); // one line per step, none torn, none foreign
+    auto record = nlohmann::json::parse(test::readText(run + "/run.json"));
+    EXPECT_EQ(record["train_size"], 2048); // the first run's description, not the refused one's
+    EXPECT_EQ(record["final"]["status"], "stopped") << record.dump();
+    EXPECT_EQ(record["final"]["steps"], stoppedAt);
+    EXPECT_EQ(runFolderOwner(run), 0); // released with the process
+}
+
+// flock locks die with their process: a lock file naming a killed process is taken over.
+TEST(TrainCli, LockFileLeftByAKilledProcessDoesNotBlockANewRun)
+{
+    FEC_REQUIRE_FASHION_MNIST();
+    TempDir dir;
+    const auto run = dir.file("run");
+    fs::create_directories(run);
+    const pid_t dead = deadPid();
+    std::ofstream(runLockPath(run)) << dead << "\n";
+    EXPECT_EQ(runFolderOwner(run), 0);
+    auto c = spawn(tinyRun(run, {"--batch", "16", "--max-steps", "2"}), dir.file("t.out"), dir.file("t.err"));
+    const int status = waitFor(c, 120);
+    ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << test::readText(dir.file("t.err"));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << test::readText(dir.file("t.err"));
+    EXPECT_EQ(loggedStep(run), 2);
+    EXPECT_EQ(std::stol(test::readText(runLockPath(run))), static_cast<long>(c.pid)); // the pid was rewritten
 }
 
 TEST(TrainCliDistributed, TwoProcessesMatchOneProcessWithTheDoubleBatch)
@@ -337,6 +514,36 @@ TEST(TrainCliDistributed, LauncherStopsTheOtherRanksAndFailsWhenARankDies)
     EXPECT_NE(err.find("rank 1 (pid " + std::to_string(rank1) + ") failed: killed by signal 9"), std::string::npos)
         << err;
     EXPECT_NE(kill(rank0, 0), 0) << "rank 0 is still running";
+}
+
+// With --nproc-per-node the launcher owns the folder for its ranks (rank 0 writes it under the
+// launcher's lock); another start on it is refused naming the launcher.
+TEST(TrainCliDistributed, LauncherOwnsTheRunFolderAndRefusesASecondStart)
+{
+    FEC_REQUIRE_FASHION_MNIST();
+    if (!glooAvailable())
+        GTEST_SKIP() << "built without Gloo headers (libgloo-dev)";
+    TempDir dir;
+    const auto run = dir.file("run");
+    auto launcher = spawn(tinyRun(run, {"--batch", "4", "--epochs", "1000", "--nproc-per-node", "2",
+                                        "--master-port", std::to_string(freePort())}),
+                          dir.file("l.out"), dir.file("l.err"));
+    ASSERT_TRUE(waitForStep(run, 2, 90)) << test::readText(dir.file("l.err"));
+    EXPECT_EQ(runFolderOwner(run), static_cast<long>(launcher.pid));
+    const auto runJson = test::readText(run + "/run.json");
+    EXPECT_NE(runFec(tinyRun(run, {"--batch", "16", "--max-steps", "2"}), dir, "second", 60), 0);
+    const auto err = test::readText(dir.file("second.err"));
+    EXPECT_NE(err.find("the run folder " + run + " is in use by another training process (pid " +
+                       std::to_string(launcher.pid) + ")"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(test::readText(run + "/run.json"), runJson);
+    kill(launcher.pid, SIGINT);
+    const int status = waitFor(launcher, 60);
+    ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << test::readText(dir.file("l.err"));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << test::readText(dir.file("l.err"));
+    EXPECT_GT(parsedMetricLines(run), 0);
+    EXPECT_EQ(runFolderOwner(run), 0);
 }
 
 } // namespace

@@ -1,17 +1,23 @@
 // Data side of training: IDX files, datasets and splits, augmentation, the loader, batch
 // sharding, the optimizer and schedule, and TensorBoard event files.
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+#include <zlib.h>
+
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>
 
-#include "fec/imaging/image_folder.h"
+#include "fec/datasets/image_folder.h"
 #include "fec/train/augment.h"
 #include "fec/train/dataset.h"
 #include "fec/train/loader.h"
@@ -120,6 +126,96 @@ TEST(Idx, TruncatedGzipNamesTheFile)
     EXPECT_TRUE(msg.find("truncated") != std::string::npos || msg.find("corrupt") != std::string::npos) << msg;
 }
 
+// A gzip'd IDX file whose header gives `dims` followed by `dataBytes` zero bytes: about 1000:1,
+// so that a few kilobytes on disk claim or hold hundreds of megabytes.
+void writeGzipIdx(const std::string& path, const std::vector<uint32_t>& dims, uint64_t dataBytes)
+{
+    gzFile out = gzopen(path.c_str(), "wb1");
+    ASSERT_NE(out, nullptr) << path;
+    std::vector<uint8_t> header{0, 0, 0x08, static_cast<uint8_t>(dims.size())};
+    for (uint32_t d : dims)
+        for (int shift = 24; shift >= 0; shift -= 8)
+            header.push_back(static_cast<uint8_t>(d >> shift));
+    gzwrite(out, header.data(), static_cast<unsigned>(header.size()));
+    const std::vector<uint8_t> zeros(1 << 20, 0);
+    for (uint64_t left = dataBytes; left > 0;) {
+        const auto n = static_cast<unsigned>(std::min<uint64_t>(left, zeros.size()));
+        gzwrite(out, zeros.data(), n);
+        left -= n;
+    }
+    gzclose(out);
+}
+
+long peakRssMiB()
+{
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_maxrss / 1024;
+}
+
+TEST(IdxHostile, GzipBombIsRefusedFromItsHeaderNamingTheFile)
+{
+    // The header claims 3.35 GB: the buffer used to grow with the data until a bare std::bad_alloc.
+    TempDir dir;
+    const auto path = dir.file("train-images-idx3-ubyte.gz");
+    writeGzipIdx(path, {4275000, 28, 28}, 16u << 20);
+    const long before = peakRssMiB();
+    const auto msg = errorOf([&] { readIdx(path); });
+    EXPECT_EQ(msg.rfind(path + ": the IDX header claims 4275000 x 28 x 28 bytes, more than the limit of 268435456 "
+                               "bytes (256 MiB)",
+                        0),
+              0u)
+        << msg;
+    EXPECT_LT(peakRssMiB() - before, 32);
+    // Four dimensions of 2^32 - 1 do not overflow the product.
+    writeGzipIdx(path, {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, 0);
+    EXPECT_NE(errorOf([&] { readIdx(path); }).find("more than the limit of 268435456 bytes"), std::string::npos);
+    // The limit is on what is read: the first items of a large file can still be taken.
+    writeGzipIdx(path, {4275000, 28, 28}, 16u << 20);
+    const auto first = readIdx(path, 1000);
+    EXPECT_EQ(first.dims, (std::vector<int64_t>{1000, 28, 28}));
+    EXPECT_EQ(first.data.size(), 784000u);
+}
+
+// In a child process: reads `path` with 64 MiB of address space to spare; exits 3 after printing
+// the DataError, 0 when the file was read. The child made `path` in a folder of its own (the
+// test body runs again there) and removes it, as no destructor runs.
+[[noreturn]] void readIdxWithLittleMemory(const std::string& path)
+{
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    rlim_t used = 0;
+    while (std::getline(status, line))
+        if (line.rfind("VmSize:", 0) == 0)
+            used = std::stoull(line.substr(7)) * 1024;
+    const rlim_t most = used + (rlim_t(64) << 20);
+    const rlimit limit{most, most};
+    ::setrlimit(RLIMIT_AS, &limit);
+    int code = 0;
+    try {
+        readIdx(path);
+    } catch (const DataError& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        code = 3;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(std::filesystem::path(path).parent_path(), ec);
+    std::_Exit(code);
+}
+
+TEST(IdxHostile, OutOfMemoryIsReportedNamingTheFile)
+{
+    // 200 MiB, under the IDX limit, read with 64 MiB of address space to spare: the std::bad_alloc
+    // comes back as a DataError that names the file. Run in a fresh process (death-test machinery)
+    // so that the address-space limit touches nothing else.
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    TempDir dir;
+    const auto path = dir.file("big-idx3-ubyte.gz");
+    writeGzipIdx(path, {200, 1024, 1024}, 200u << 20);
+    EXPECT_EXIT(readIdxWithLittleMemory(path), ::testing::ExitedWithCode(3),
+                "big-idx3-ubyte.gz: out of memory while reading the IDX data");
+}
+
 TEST(FashionMnistData, ReadsImagesLabelsAndNames)
 {
     FEC_REQUIRE_FASHION_MNIST();
@@ -189,7 +285,7 @@ TEST(ImageFolderData, ClassesFromFoldersAndValidationFollowsTrainingClasses)
                 cv::imwrite((folder / ("img" + std::to_string(i) + (i % 2 ? ".png" : ".jpg"))).string(), image);
             }
         }
-    imaging::ImageFolder train((std::filesystem::path(dir.path()) / "train").string());
+    datasets::ImageFolder train((std::filesystem::path(dir.path()) / "train").string());
     EXPECT_EQ(train.classNames(), classes);
     EXPECT_EQ(train.size(), 6);
     auto s = train.get(0);
@@ -199,12 +295,12 @@ TEST(ImageFolderData, ClassesFromFoldersAndValidationFollowsTrainingClasses)
     EXPECT_GT(s.image.select(2, 0).to(at::kFloat).mean().item<double>(), 200);
     EXPECT_LT(s.image.select(2, 2).to(at::kFloat).mean().item<double>(), 50);
     EXPECT_EQ(train.get(5).label, 1);
-    imaging::ImageFolder val((std::filesystem::path(dir.path()) / "val").string(), {"dog", "cat"});
+    datasets::ImageFolder val((std::filesystem::path(dir.path()) / "val").string(), {"dog", "cat"});
     EXPECT_EQ(val.classNames()[0], "dog");
     EXPECT_EQ(val.label(0), 0); // dog's images come first in the given class order
-    EXPECT_THROW(imaging::ImageFolder((std::filesystem::path(dir.path()) / "val").string(), {"cat"}), DataError);
-    EXPECT_TRUE(imaging::ImageFolder::looksLikeImageFolder((std::filesystem::path(dir.path()) / "train").string()));
-    EXPECT_FALSE(imaging::ImageFolder::looksLikeImageFolder(dir.path() + "/nothing"));
+    EXPECT_THROW(datasets::ImageFolder((std::filesystem::path(dir.path()) / "val").string(), {"cat"}), DataError);
+    EXPECT_TRUE(datasets::ImageFolder::looksLikeImageFolder((std::filesystem::path(dir.path()) / "train").string()));
+    EXPECT_FALSE(datasets::ImageFolder::looksLikeImageFolder(dir.path() + "/nothing"));
 }
 
 TEST(Augment, RandomResizedCropStaysInsideAndCoversTheScaleRange)

@@ -21,6 +21,7 @@
 #include "fec/pickle.h"
 #include "fec/runtime.h"
 #include "fec/train/dataset.h"
+#include "fec/train/run_lock.h"
 #include "fec/train/tfevents.h"
 #include "fec/train/trainer.h"
 #include "train_test_util.h"
@@ -276,8 +277,8 @@ TEST(Trainer, CheckpointHoldsEverythingAndLoadsEverywhere)
     auto loaded = loadCheckpoint(dir.file("last.pth.tar"));
     const auto& info = loaded.info;
     EXPECT_TRUE(info.configStored);
-    EXPECT_EQ(info.layout, "timm training checkpoint");
-    EXPECT_EQ(info.weights, "state_dict_ema"); // the EMA weights are what evaluation uses by default
+    EXPECT_EQ(info.layout, CheckpointLayout::TimmTraining);
+    EXPECT_EQ(info.weights, WeightsEntry::StateDictEma); // the EMA weights are what evaluation uses by default
     EXPECT_EQ(info.classNames, (std::vector<std::string>{"c0", "c1", "c2"}));
     EXPECT_EQ(info.inputSize, 32);
     EXPECT_EQ(info.preprocess, "squash");
@@ -378,6 +379,146 @@ TEST(Trainer, CancelledBeforeStartingStopsAfterOneStepWithACheckpoint)
     EXPECT_EQ(r.steps, 1);
     auto archive = pickle::readTorchFile(dir.file("last.pth.tar"));
     EXPECT_EQ(archive.root->get("train_state")->get("step_in_epoch")->i, 1);
+}
+
+nlohmann::json finalRecord(const TempDir& dir)
+{
+    auto run = nlohmann::json::parse(test::readText(dir.file("run.json")));
+    return run.value("final", nlohmann::json());
+}
+
+// A dataset whose image `bad` cannot be read (a truncated file, say).
+class BrokenDataset : public SyntheticDataset {
+public:
+    BrokenDataset(int64_t n, int classes, int64_t bad) : SyntheticDataset(n, classes), m_bad(bad) {}
+    Sample get(int64_t i) const override
+    {
+        if (i == m_bad)
+            throw DataError("image " + std::to_string(i) + ": truncated file");
+        return SyntheticDataset::get(i);
+    }
+
+private:
+    int64_t m_bad;
+};
+
+TEST(TrainerFinalRecord, DoneRunRecordsStepsBestMetricAndCheckpoints)
+{
+    TempDir dir;
+    auto o = test::tinyOptions(dir.path());
+    o.maxSteps = 3;
+    const double before = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    Trainer trainer(o, std::make_shared<SyntheticDataset>(64, 3), std::make_shared<SyntheticDataset>(12, 3));
+    auto result = trainer.run();
+    ASSERT_TRUE(result.completed);
+
+    auto run = nlohmann::json::parse(test::readText(dir.file("run.json")));
+    // The record is added; everything run.json had stays.
+    for (const char* key : {"format", "options", "train_data", "class_names", "total_steps", "epochs", "started"})
+        EXPECT_TRUE(run.contains(key)) << key;
+    ASSERT_TRUE(run.contains("final")) << run.dump(2);
+    const auto& f = run["final"];
+    EXPECT_EQ(f["status"], "done");
+    EXPECT_EQ(f["steps"], 3);
+    EXPECT_EQ(f["total_steps"], 3);
+    EXPECT_EQ(f["epochs"], 0) << "epochs completed: --max-steps ended the run within the first (4 steps)";
+    ASSERT_TRUE(f["best_metric"].is_object()) << f.dump();
+    EXPECT_EQ(f["best_metric"]["name"], "top1");
+    EXPECT_DOUBLE_EQ(f["best_metric"]["value"].get<double>(), result.bestTop1);
+    EXPECT_EQ(f["best_metric"]["epoch"], 0);
+    EXPECT_NE(f["exit_reason"].get<std::string>().find("last step (3 of 3)"), std::string::npos) << f.dump();
+    EXPECT_GE(f["finished_at"].get<double>(), before);
+    EXPECT_EQ(f["last_checkpoint"], dir.file("last.pth.tar"));
+    EXPECT_EQ(f["best_checkpoint"], dir.file("best.pth.tar"));
+
+    // With EMA the best metric is the EMA's; without validation there is none.
+    TempDir ema, blind;
+    o = test::tinyOptions(ema.path());
+    o.maxSteps = 2;
+    o.emaDecay = 0.5;
+    Trainer(o, std::make_shared<SyntheticDataset>(64, 3), std::make_shared<SyntheticDataset>(12, 3)).run();
+    EXPECT_EQ(finalRecord(ema)["best_metric"]["name"], "ema_top1");
+    o = test::tinyOptions(blind.path());
+    o.maxSteps = 2;
+    Trainer(o, std::make_shared<SyntheticDataset>(64, 3), nullptr).run();
+    EXPECT_EQ(finalRecord(blind)["status"], "done");
+    EXPECT_TRUE(finalRecord(blind)["best_metric"].is_null());
+    EXPECT_TRUE(finalRecord(blind)["best_checkpoint"].is_null());
+}
+
+TEST(TrainerFinalRecord, StoppedRunSaysSoAndResumeReplacesIt)
+{
+    TempDir dir;
+    auto o = test::tinyOptions(dir.path());
+    o.epochs = 2;
+    o.maxSteps = 6; // 4 steps per epoch
+    auto data = std::make_shared<SyntheticDataset>(64, 2);
+    std::atomic<bool> cancel{false};
+    {
+        Trainer trainer(o, data, nullptr);
+        trainer.run(&cancel, [&](const TrainEvent& e) {
+            if (e.step == 2)
+                cancel = true;
+        });
+    }
+    auto f = finalRecord(dir);
+    EXPECT_EQ(f["status"], "stopped");
+    EXPECT_EQ(f["steps"], 2);
+    EXPECT_EQ(f["total_steps"], 6);
+    EXPECT_EQ(f["epochs"], 0);
+    EXPECT_NE(f["exit_reason"].get<std::string>().find("stop requested at step 2 of 6"), std::string::npos) << f.dump();
+    EXPECT_EQ(f["last_checkpoint"], dir.file("last.pth.tar"));
+
+    o.resume = true;
+    Trainer resumed(o, data, nullptr);
+    bool recordWhileRunning = true;
+    resumed.run(nullptr, [&](const TrainEvent&) { recordWhileRunning = !finalRecord(dir).is_null(); });
+    EXPECT_FALSE(recordWhileRunning) << "a resumed run is not final until it ends";
+    f = finalRecord(dir);
+    EXPECT_EQ(f["status"], "done");
+    EXPECT_EQ(f["steps"], 6);
+    EXPECT_EQ(f["epochs"], 1);
+}
+
+TEST(TrainerFinalRecord, FailureIsRecordedAndRethrown)
+{
+    TempDir dir;
+    auto o = test::tinyOptions(dir.path());
+    o.workers = 0;
+    Trainer trainer(o, std::make_shared<BrokenDataset>(64, 2, 40), nullptr);
+    EXPECT_THROW(trainer.run(), DataError);
+    const auto f = finalRecord(dir);
+    EXPECT_EQ(f["status"], "failed");
+    EXPECT_NE(f["exit_reason"].get<std::string>().find("truncated file"), std::string::npos) << f.dump();
+    EXPECT_LT(f["steps"].get<int64_t>(), 4) << "the broken image is in the only epoch's 4 steps";
+    EXPECT_TRUE(f["last_checkpoint"].is_null());
+}
+
+// A run folder belongs to one trainer at a time; the trainer's end releases it.
+TEST(Trainer, RunFolderIsOwnedByOneTrainerAtATime)
+{
+    TempDir dir;
+    auto data = std::make_shared<SyntheticDataset>(64, 2);
+    auto o = test::tinyOptions(dir.path());
+    o.maxSteps = 1;
+    {
+        Trainer first(o, data, nullptr);
+        EXPECT_EQ(runFolderOwner(dir.path()), static_cast<long>(::getpid()));
+        const auto runJson = test::readText(dir.file("run.json"));
+        try {
+            Trainer second(o, data, nullptr);
+            FAIL() << "a second trainer took a folder in use";
+        } catch (const RunFolderBusy& e) {
+            EXPECT_EQ(e.runDir(), dir.path());
+            EXPECT_EQ(e.ownerPid(), static_cast<long>(::getpid()));
+            EXPECT_NE(std::string(e.what()).find(dir.path()), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(test::readText(dir.file("run.json")), runJson);
+        EXPECT_TRUE(first.run().completed);
+    }
+    EXPECT_EQ(runFolderOwner(dir.path()), 0);
+    Trainer again(o, data, nullptr);
+    EXPECT_TRUE(again.run().completed);
 }
 
 TEST(Trainer, BadOptionsAreRejectedWithReasons)

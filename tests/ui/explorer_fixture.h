@@ -9,7 +9,7 @@
 #include <QString>
 #include <QtTest/QtTest>
 
-#include "fec/ui/explain_pipeline.h"
+#include "fec/ui/model_bundle.h"
 #include "reference.h"
 
 namespace fec::test {

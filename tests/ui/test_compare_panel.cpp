@@ -41,7 +41,7 @@ private Q_SLOTS:
         auto same = segmentDifference(a, b, &fraction);
         QCOMPARE(same.sum().item<int64_t>(), 0);
         QCOMPARE(fraction, 0.0);
-        b[0][0] = 3;  // moved to the right segment
+        b[0][0] = 3; // moved to the right segment
         auto changed = segmentDifference(a, b, &fraction);
         QCOMPARE(changed.sum().item<int64_t>(), 1);
         QVERIFY(changed[0][0].item<bool>());
@@ -56,7 +56,7 @@ private Q_SLOTS:
         panel.show();
         QVERIFY(QTest::qWaitForWindowExposed(&panel));
         panel.setResult(m_result);
-        QCOMPARE(panel.paneCount(), 3);  // one per level until the user chooses
+        QCOMPARE(panel.paneCount(), 3); // one per level until the user chooses
         QVERIFY(panel.isRendered());
         const auto& p = m_result->pyramid;
         for (int i = 0; i < 3; ++i) {
@@ -85,6 +85,64 @@ private Q_SLOTS:
             QCOMPARE(panel.view(i)->zoom(), panel.view(0)->zoom());
     }
 
+    // Three panes in a typical window: each picture is fitted to its pane (it spans the pane's width
+    // or height) and the panes are arranged so that the picture fills most of each pane, rather than
+    // three tall, narrow panes with a small picture in the middle of each.
+    void threePanesFitTheirPictures_data()
+    {
+        QTest::addColumn<QSize>("size");
+        QTest::newRow("explorer window") << QSize(780, 790);
+        QTest::newRow("large panel") << QSize(1280, 760);
+        QTest::newRow("wide, low panel") << QSize(1700, 480);
+    }
+
+    void threePanesFitTheirPictures()
+    {
+        QFETCH(QSize, size);
+        SelectionModel selection;
+        ComparePanel panel(&selection);
+        panel.resize(size);
+        panel.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&panel));
+        panel.setResult(m_result);
+        panel.setPaneCount(3);
+        QTest::qWait(50); // a new arrangement of the panes is laid out by a posted event
+        QVERIFY(panel.isRendered());
+        for (int i = 0; i < 3; ++i) {
+            const ImageView* view = panel.view(i);
+            const QString where = QStringLiteral("pane %1").arg(i + 1);
+            QVERIFY2(!view->image().isNull(), qPrintable(where));
+            // The view takes the pane, less the pane's source controls.
+            const QWidget* pane = view->parentWidget();
+            QVERIFY(pane->isVisible());
+            QCOMPARE(view->width(), pane->width());
+            QVERIFY2(view->height() > pane->height() - 80, qPrintable(where));
+            // The picture lies inside the view and reaches two opposite sides (the view keeps 4 pixels
+            // of margin on each side).
+            const QRectF shown(view->widgetPointOf(QPointF(0, 0)),
+                               view->widgetPointOf(QPointF(view->image().width(), view->image().height())));
+            const QString sizes = QStringLiteral("%1: picture %2x%3 in a %4x%5 view of a %6x%7 pane")
+                                      .arg(where)
+                                      .arg(shown.width())
+                                      .arg(shown.height())
+                                      .arg(view->width())
+                                      .arg(view->height())
+                                      .arg(pane->width())
+                                      .arg(pane->height());
+            QVERIFY2(QRectF(view->rect()).adjusted(-1, -1, 1, 1).contains(shown), qPrintable(sizes));
+            const bool fillsWidth = std::abs(shown.width() - view->width()) <= 10;
+            const bool fillsHeight = std::abs(shown.height() - view->height()) <= 10;
+            QVERIFY2(fillsWidth || fillsHeight, qPrintable(sizes));
+            // ...and covers most of its pane.
+            QVERIFY2(shown.width() * shown.height() > 0.5 * pane->width() * pane->height(), qPrintable(sizes));
+        }
+        // All three panes have the same size (but for the pixel left over by the division).
+        for (int i = 1; i < 3; ++i) {
+            QVERIFY(std::abs(panel.view(i)->width() - panel.view(0)->width()) <= 1);
+            QVERIFY(std::abs(panel.view(i)->height() - panel.view(0)->height()) <= 1);
+        }
+    }
+
     void secondModelAndDifference()
     {
         SelectionModel selection;
@@ -98,7 +156,7 @@ private Q_SLOTS:
         second.kind = Kind::SecondModel;
         second.level = 3;
         panel.setSource(1, second);
-        QVERIFY(panel.view(1)->image().isNull());  // nothing loaded yet: placeholder
+        QVERIFY(panel.view(1)->image().isNull()); // nothing loaded yet: placeholder
         panel.setSecondaryResult(m_second);
         QVERIFY(!panel.view(1)->image().isNull());
         QVERIFY(panel.isRendered());

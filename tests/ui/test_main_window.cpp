@@ -88,7 +88,7 @@ private Q_SLOTS:
     void everyViewShowsTheResult()
     {
         using V = MainWindow::View;
-        for (V view : {V::Compare, V::Hierarchy, V::Heads, V::Statistics, V::ThreeD, V::Pyramid}) {
+        for (V view : {V::Compare, V::Hierarchy, V::Heads, V::Statistics, V::Evidence, V::ThreeD, V::Pyramid}) {
             m_window->showView(view);
             QCOMPARE(m_window->currentView(), view);
             QTRY_VERIFY2_WITH_TIMEOUT(m_window->isViewUpToDate(), qPrintable(state()), 10000);

@@ -70,7 +70,7 @@ private Q_SLOTS:
     void everyView_data()
     {
         QTest::addColumn<QString>("view");
-        for (const char* v : {"pyramid", "compare", "hierarchy", "heads", "statistics", "3d"})
+        for (const char* v : {"pyramid", "compare", "hierarchy", "heads", "statistics", "3d", "evidence"})
             QTest::newRow(v) << QString::fromLatin1(v);
     }
 

@@ -60,7 +60,7 @@ private Q_SLOTS:
 #endif
         QString checkpoint = qEnvironmentVariable("FEC_SOAK_CHECKPOINT");
         if (checkpoint.isEmpty()) {
-            // The shipped default model, as fec::cli::defaultModelPath() finds it in the source tree.
+            // The shipped default model, as fec::defaultModelPath() finds it in the source tree.
             const QDir models(QStringLiteral(FEC_SOURCE_DIR "/models"));
             const auto found = models.entryList({QStringLiteral("*.pth.tar")}, QDir::Files, QDir::Name);
             if (!found.isEmpty())

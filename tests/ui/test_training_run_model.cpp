@@ -1,7 +1,8 @@
 // Training runs and their list as the user sees them, driven by fake `fec` executables (shell
 // scripts): the status goes new -> starting -> running -> finished / stopped / failed with the
 // exit code and the log's last line, a partial metrics line is joined, a run left running is found
-// again from its folder, and existing run folders are read back.
+// again from its folder, and existing run folders are read back. The final status comes from the
+// trainer's structured record (run.json's "final"), never from the log's sentences.
 
 #include <QDir>
 #include <QFile>
@@ -11,6 +12,10 @@
 
 #include <csignal>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include "fec/ui/training_run.h"
 #include "fec/ui/training_run_model.h"
 
@@ -18,12 +23,17 @@ using namespace fec::ui;
 
 namespace {
 
-// Finds --out in the arguments; every fake starts with it.
-const char* const kPrologue = R"(#!/bin/sh
+// Finds --out in the arguments; every fake starts with it. `final STATUS STEPS EPOCHS TOTAL BEST
+// REASON` writes run.json with the trainer's final record, as `fec train` does when it ends.
+const char* const kPrologue = R"sh(#!/bin/sh
 out=""; prev=""
 for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
 m="$out/metrics.jsonl"
-)";
+final() {
+  printf '{"format":"fec-train-run/1","total_steps":%s,"final":{"status":"%s","steps":%s,"total_steps":%s,"epochs":%s,"best_metric":%s,"exit_reason":"%s","finished_at":%s,"last_checkpoint":"%s"}}\n' \
+    "$4" "$1" "$2" "$4" "$3" "$5" "$6" "$(date +%s.%N)" "$out/last.pth.tar" > "$out/run.json.part" && mv "$out/run.json.part" "$out/run.json"
+}
+)sh";
 
 QList<RunStatus> statuses(const QSignalSpy& spy)
 {
@@ -78,6 +88,7 @@ sleep 0.6
 printf '%s\n' '"loss":1.5,"lr":0.0005,"images_per_s":120}' >> "$m"
 printf '%s\n' '{"phase":"val","epoch":0,"step":2,"total_steps":2,"loss":1.4,"lr":0.0005,"top1":50,"top5":90}' >> "$m"
 echo x > "$out/last.pth.tar"
+final done 2 1 2 '{"name":"top1","value":50,"epoch":0}' "reached the last step, 2 of 2"
 echo "fec train: done, 2 steps; last checkpoint $out/last.pth.tar" >&2
 )");
         TrainingRunModel model;
@@ -103,7 +114,9 @@ echo "fec train: done, 2 steps; last checkpoint $out/last.pth.tar" >&2
         QCOMPARE(run->history().val().size(), 1);
         QCOMPARE(metrics.size(), 3);
         QVERIFY(!checkpoints.isEmpty());
-        QVERIFY(run->message().startsWith(QLatin1String("done, 2 steps")));
+        QVERIFY2(run->message().startsWith(QLatin1String("done, 2 steps, best top-1 50.00% (epoch 1)")),
+                 qPrintable(run->message()));
+        QVERIFY(run->finalRecord().present);
         QVERIFY(!QFile::exists(QDir(run->dir()).filePath(QStringLiteral("explorer-process.json"))));
         QVERIFY(run->logTail().join('\n').contains(QLatin1String("epoch 1/1  step 1/2")));
 
@@ -179,7 +192,7 @@ exit 3
     void stopSendsSigtermAndEndsStopped()
     {
         const QString exe = fake(R"(
-trap 'echo x > "$out/last.pth.tar"; echo "fec train: stopped at step 1 of 10; checkpoint $out/last.pth.tar; continue with: fec train --resume --out $out" >&2; exit 0' TERM
+trap 'echo x > "$out/last.pth.tar"; final stopped 1 0 10 null "stop requested at step 1 of 10"; exit 0' TERM
 printf '%s\n' '{"phase":"train","epoch":0,"step":1,"total_steps":10,"loss":2.0,"lr":0.001}' >> "$m"
 while true; do sleep 0.05; done
 )");
@@ -197,7 +210,10 @@ while true; do sleep 0.05; done
 
         // Resume runs `fec train --resume --out RUN` in the same folder.
         const QString args = m_dir.filePath(QStringLiteral("resume-args"));
-        const QString resumeExe = fake(QStringLiteral("echo \"$@\" > '%1'\necho 'fec train: done, 10 steps' >&2\n").arg(args).toUtf8());
+        const QString resumeExe =
+            fake(QStringLiteral("echo \"$@\" > '%1'\nfinal done 10 1 10 null 'reached the last step (10 of 10)'\n")
+                     .arg(args)
+                     .toUtf8());
         QVERIFY(run->resume(resumeExe));
         QTRY_COMPARE_WITH_TIMEOUT(run->status(), RunStatus::Finished, 10000);
         QFile f(args);
@@ -209,7 +225,7 @@ while true; do sleep 0.05; done
     void detachedRunIsFoundAgain()
     {
         const QString exe = fake(R"(
-trap 'echo x > "$out/last.pth.tar"; echo "fec train: stopped at step 1 of 10; continue with: fec train --resume --out $out" >&2; exit 0' TERM
+trap 'echo x > "$out/last.pth.tar"; final stopped 1 0 10 null "stop requested at step 1 of 10"; exit 0' TERM
 printf '%s\n' '{"phase":"train","epoch":0,"step":1,"total_steps":10,"loss":2.0,"lr":0.001}' >> "$m"
 while true; do sleep 0.05; done
 )");
@@ -267,6 +283,8 @@ while true; do sleep 0.05; done
         std::unique_ptr<TrainingRun> run(TrainingRun::open(dir, &error));
         QVERIFY2(run, qPrintable(error));
         QCOMPARE(run->status(), RunStatus::Stopped);
+        QVERIFY(!run->finalRecord().present); // run.json of an fec older than the record
+        QVERIFY2(run->message().contains(QLatin1String("no final record")), qPrintable(run->message()));
         QCOMPARE(run->totalSteps(), 16);
         QCOMPARE(run->totalEpochs(), 2);
         QCOMPARE(run->history().val().size(), 1);
@@ -282,6 +300,160 @@ while true; do sleep 0.05; done
                                                "\n");
         run.reset(TrainingRun::open(dir, &error));
         QCOMPARE(run->status(), RunStatus::Finished);
+    }
+
+    // A folder's final record decides its status, whatever the metrics and the log's sentences suggest.
+    void finalRecordDecidesTheStatus_data()
+    {
+        QTest::addColumn<QByteArray>("record");
+        QTest::addColumn<int>("status");
+        QTest::addColumn<QString>("message");
+        QTest::newRow("done")
+            << QByteArray(R"j({"status":"done","steps":16,"total_steps":16,"epochs":2,)j"
+                          R"j("best_metric":{"name":"ema_top1","value":91.5,"epoch":1},)j"
+                          R"j("exit_reason":"reached the last step (16 of 16)","finished_at":1700000000.25,)j"
+                          R"j("last_checkpoint":"/r/last.pth.tar","best_checkpoint":"/r/best.pth.tar"})j")
+            << int(RunStatus::Finished) << QStringLiteral("done, 16 steps, best top-1 (EMA) 91.50% (epoch 2)");
+        QTest::newRow("stopped")
+            << QByteArray(R"j({"status":"stopped","steps":5,"total_steps":16,"epochs":0,"best_metric":null,)j"
+                          R"j("exit_reason":"stop requested at step 5 of 16","finished_at":1700000000})j")
+            << int(RunStatus::Stopped) << QStringLiteral("stopped at step 5 of 16; Resume continues it");
+        QTest::newRow("failed")
+            << QByteArray(R"j({"status":"failed","steps":3,"total_steps":16,"epochs":0,"best_metric":null,)j"
+                          R"j("exit_reason":"image 40: truncated file","finished_at":1700000000})j")
+            << int(RunStatus::Failed) << QStringLiteral("failed at step 3: image 40: truncated file");
+    }
+
+    void finalRecordDecidesTheStatus()
+    {
+        QFETCH(QByteArray, record);
+        QFETCH(int, status);
+        QFETCH(QString, message);
+        const QString dir = m_dir.filePath(QStringLiteral("recorded-%1").arg(++m_count));
+        QVERIFY(QDir().mkpath(dir));
+        const auto write = [&](const QString& name, const QByteArray& bytes) {
+            QFile f(QDir(dir).filePath(name));
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write(bytes);
+        };
+        write(QStringLiteral("run.json"),
+              R"({"format":"fec-train-run/1","options":{"size":32},"total_steps":16,"epochs":2,"final":)" + record +
+                  "}");
+        write(QStringLiteral("metrics.jsonl"),
+              R"({"phase":"train","epoch":0,"step":8,"total_steps":16,"loss":2.1,"lr":0.001})"
+              "\n");
+        write(QStringLiteral("last.pth.tar"), "x");
+        // Sentences that used to decide the status; the record wins.
+        write(QStringLiteral("train.log"),
+              "fec train: stopped at step 8 of 16; checkpoint x\nfec train: done, 99 steps\n");
+        QString error;
+        std::unique_ptr<TrainingRun> run(TrainingRun::open(dir, &error));
+        QVERIFY2(run, qPrintable(error));
+        QCOMPARE(int(run->status()), status);
+        QCOMPARE(run->message(), message);
+        const auto& f = run->finalRecord();
+        QVERIFY(f.present);
+        QCOMPARE(f.totalSteps, 16);
+        QVERIFY(f.finishedAt.isValid());
+        QCOMPARE(f.finishedAt.toSecsSinceEpoch(), 1700000000);
+        if (status == int(RunStatus::Finished)) {
+            QCOMPARE(f.status, QStringLiteral("done"));
+            QCOMPARE(f.steps, 16);
+            QCOMPARE(f.epochs, 2);
+            QCOMPARE(f.bestMetricName, QStringLiteral("ema_top1"));
+            QCOMPARE(f.bestMetric, 91.5);
+            QCOMPARE(f.bestEpoch, 1);
+            QCOMPARE(f.exitReason, QStringLiteral("reached the last step (16 of 16)"));
+            QCOMPARE(f.bestCheckpoint, QStringLiteral("/r/best.pth.tar"));
+        } else {
+            QVERIFY(f.bestMetricName.isEmpty());
+        }
+    }
+
+    // A record older than the process (left by an earlier session) says nothing about it; a
+    // failure's record gives its reason rather than the log's last line.
+    void staleRecordIsIgnoredAndFailureReasonIsTheTrainers()
+    {
+        TrainingSpec s = spec();
+        QVERIFY(QDir().mkpath(s.out));
+        {
+            QFile f(QDir(s.out).filePath(QStringLiteral("run.json")));
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write(
+                R"({"total_steps":10,"final":{"status":"stopped","steps":1,"total_steps":10,"exit_reason":"old","finished_at":1000}})");
+        }
+        TrainingRun quiet(s);
+        QVERIFY(quiet.start(fake("echo 'not fec train' >&2\n")));
+        QTRY_VERIFY_WITH_TIMEOUT(!quiet.isActive(), 10000);
+        QCOMPARE(quiet.status(), RunStatus::Finished);
+        QVERIFY2(quiet.message().contains(QLatin1String("no final record")), qPrintable(quiet.message()));
+
+        TrainingRun failing(spec());
+        QVERIFY(failing.start(fake(R"(
+final failed 3 0 10 null "image 40: truncated file"
+echo "fec: something else entirely" >&2
+exit 2
+)")));
+        QTRY_COMPARE_WITH_TIMEOUT(failing.status(), RunStatus::Failed, 10000);
+        QVERIFY2(failing.message().contains(QLatin1String("exit code 2: image 40: truncated file")),
+                 qPrintable(failing.message()));
+    }
+
+    // Another process owns the folder (RUN/.lock, flock, its pid inside): the run is refused
+    // before anything is launched or written there, with the folder and the owner in the message.
+    void refusedWhileAnotherProcessOwnsTheFolder()
+    {
+        TrainingSpec s = spec();
+        QVERIFY(QDir().mkpath(s.out));
+        const QByteArray lockPath = QDir(s.out).filePath(QStringLiteral(".lock")).toLocal8Bit();
+        const int fd = ::open(lockPath.constData(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        QVERIFY(fd >= 0);
+        QCOMPARE(::flock(fd, LOCK_EX | LOCK_NB), 0);
+        const QByteArray pid = QByteArray::number(static_cast<qint64>(::getpid())) + '\n';
+        QCOMPARE(::write(fd, pid.constData(), static_cast<size_t>(pid.size())), static_cast<ssize_t>(pid.size()));
+        const QString marker = m_dir.filePath(QStringLiteral("launched-%1").arg(m_count));
+        TrainingRun run(s);
+        QVERIFY(!run.start(fake(QStringLiteral("touch '%1'\n").arg(marker).toUtf8())));
+        ::close(fd);
+        QCOMPARE(run.status(), RunStatus::Failed);
+        QVERIFY2(run.message().contains(QStringLiteral("the run folder %1 is in use by another training process (pid %2)")
+                                            .arg(s.out)
+                                            .arg(::getpid())),
+                 qPrintable(run.message()));
+        QVERIFY(!run.isActive());
+        QTest::qWait(300);
+        QVERIFY(!QFile::exists(marker));
+        QVERIFY(!QFile::exists(run.logPath()));
+        QVERIFY(!QFile::exists(QDir(s.out).filePath(QStringLiteral("explorer-process.json"))));
+    }
+
+    // The owner took the folder after the start was checked: `fec train` exits non-zero with the
+    // refusal while the owner keeps logging into the same train.log. The run says who owns the
+    // folder, not the owner's latest progress line.
+    void refusalAtExitNamesTheOwner()
+    {
+        const QString exe = fake(R"(
+flock -n "$out/.lock" sh -c 'echo $$ > "$1/.lock"; i=0; while [ $i -lt 40 ]; do echo "epoch 1/9  step $i/99  loss 1.0" >> "$1/train.log"; i=$((i+1)); sleep 0.1; done' sh "$out" &
+while [ ! -s "$out/.lock" ]; do sleep 0.05; done
+sleep 0.3
+echo "fec: the run folder $out is in use by another training process (pid $(cat "$out/.lock")): wait for it to end or stop it, or choose another --out" >&2
+sleep 0.3
+exit 2
+)");
+        TrainingRun run(spec());
+        QVERIFY(run.start(exe));
+        QTRY_COMPARE_WITH_TIMEOUT(run.status(), RunStatus::Failed, 10000);
+        QFile lock(QDir(run.dir()).filePath(QStringLiteral(".lock")));
+        QVERIFY(lock.open(QIODevice::ReadOnly));
+        const qint64 owner = lock.readAll().trimmed().toLongLong();
+        QVERIFY(owner > 0);
+        QCOMPARE(run.exitCode(), 2);
+        const QString expected =
+            QStringLiteral("exit code 2: the run folder %1 is in use by another training process (pid %2)")
+                .arg(run.dir())
+                .arg(owner);
+        QVERIFY2(run.message().contains(expected), qPrintable(run.message()));
+        ::kill(static_cast<pid_t>(owner), SIGTERM);
     }
 
     void specArguments()

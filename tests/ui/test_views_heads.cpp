@@ -143,6 +143,60 @@ private Q_SLOTS:
         QCOMPARE(spy.takeFirst().at(0).toInt(), -1);
     }
 
+    // The colour bar under the agreement matrix: "0" and "1" at its ends and the caption on a line
+    // of its own, whatever the number of heads and the font (a larger font once made the caption
+    // run into both end labels: "0djusted Rand index1").
+    void colourLegendTextDoesNotOverlap_data()
+    {
+        QTest::addColumn<int>("pointSize");
+        QTest::addColumn<QSize>("size");
+        QTest::newRow("default font") << 0 << QSize(1100, 620);
+        QTest::newRow("large font") << 15 << QSize(1100, 620);
+        QTest::newRow("large font, low window") << 15 << QSize(900, 420);
+    }
+
+    void colourLegendTextDoesNotOverlap()
+    {
+        QFETCH(int, pointSize);
+        QFETCH(QSize, size);
+        const auto result = m_small ? m_small : m_tiny;
+        HeadsView view;
+        if (pointSize > 0) {
+            QFont font = view.font();
+            font.setPointSize(pointSize);
+            view.setFont(font);
+        }
+        view.resize(size);
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        QVERIFY(view.colourLegend().bar.isEmpty()); // no result, no legend
+        view.setResult(result);
+        for (int b = 0; b < static_cast<int>(result->partitions.size()); ++b) {
+            view.setBlock(b);
+            QCoreApplication::processEvents();
+            const auto legend = view.colourLegend();
+            const QString where = QString("block %1").arg(b);
+            QVERIFY2(!legend.bar.isEmpty(), qPrintable(where));
+            QCOMPARE(legend.captionText, QString("adjusted Rand index"));
+            // Every part is inside the matrix and whole: the caption is not elided or cut.
+            for (const QRect& r : {legend.bar, legend.low, legend.high, legend.caption})
+                QVERIFY2(legend.matrix.contains(r), qPrintable(where));
+            const QFontMetrics fm(view.font());
+            QVERIFY(legend.caption.width() >= fm.horizontalAdvance(legend.captionText));
+            QVERIFY(legend.low.width() >= fm.horizontalAdvance("0"));
+            QVERIFY(legend.high.width() >= fm.horizontalAdvance("1"));
+            // No two texts overlap, and none overlaps the bar.
+            QVERIFY2(!legend.caption.intersects(legend.low), qPrintable(where));
+            QVERIFY2(!legend.caption.intersects(legend.high), qPrintable(where));
+            QVERIFY2(!legend.low.intersects(legend.high), qPrintable(where));
+            for (const QRect& r : {legend.low, legend.high, legend.caption})
+                QVERIFY2(!r.intersects(legend.bar), qPrintable(where));
+            // The end labels mark the bar's ends.
+            QCOMPARE(legend.low.left(), legend.bar.left());
+            QCOMPARE(legend.high.right(), legend.bar.right());
+        }
+    }
+
     void screenshot()
     {
         const QString dir = qEnvironmentVariable("FEC_VIEWS_SCREENSHOTS");

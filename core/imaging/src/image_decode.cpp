@@ -130,11 +130,19 @@ void probeTiff(const uint8_t* d, std::size_t n, ImageHeader& h)
     count = countSize == 8 ? u64(ifd) : u16(ifd);
     const std::size_t first = ifd + countSize;
     count = std::min<uint64_t>(count, (n - first) / entrySize);
+    // A tag may repeat: libtiff (tif_dirread.c, TIFFReadDirectory) uses its FIRST entry and
+    // ignores the later ones, so the probe does the same. Keeping the last one let a 9.5 KB file
+    // with huge first sizes and small second ones past the pixel limit (2.8 GB decoded).
+    bool seenWidth = false, seenHeight = false;
     for (uint64_t k = 0; k < count; ++k) {
         const std::size_t e = first + k * entrySize;
         const uint32_t tag = u16(e), type = u16(e + 2);
         if (tag != 256 && tag != 257)
             continue;
+        bool& seen = tag == 256 ? seenWidth : seenHeight;
+        if (seen)
+            continue;
+        seen = true;
         const std::size_t value = e + (big ? 12 : 8);
         int64_t v = -1;
         if (type == 3)

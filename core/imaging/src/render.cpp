@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 
@@ -450,6 +451,77 @@ void writeImageAtomic(const std::string& path, const cv::Mat& rgbOr16bit)
         throw std::runtime_error(path + ": cannot encode the image as " + ext + " (" + e.msg + ")");
     }
     writeFileAtomic(path, bytes.data(), bytes.size());
+}
+
+cv::Mat mapToImage(const at::Tensor& values, const InputMapping& mapping, float outside)
+{
+    if (!values.defined() || values.dim() != 2)
+        throw std::invalid_argument("mapToImage: expected a 2-D map");
+    const auto v = values.to(at::kCPU, at::kFloat).contiguous();
+    const int64_t h = v.size(0), w = v.size(1);
+    const int size = mapping.inputSize > 0 ? mapping.inputSize : static_cast<int>(std::max(h, w));
+    cv::Mat out(mapping.imageHeight, mapping.imageWidth, CV_32F, cv::Scalar(outside));
+    const float* src = v.data_ptr<float>();
+    std::vector<int64_t> col(static_cast<size_t>(mapping.imageWidth), -1);
+    for (int x = 0; x < mapping.imageWidth; ++x) {
+        const double u = std::floor((x + 0.5 - mapping.offsetX) / mapping.scaleX);
+        if (u >= 0 && u < size)
+            col[static_cast<size_t>(x)] = static_cast<int64_t>(u) * w / size;
+    }
+    for (int y = 0; y < mapping.imageHeight; ++y) {
+        const double r = std::floor((y + 0.5 - mapping.offsetY) / mapping.scaleY);
+        if (r < 0 || r >= size)
+            continue;
+        const int64_t row = static_cast<int64_t>(r) * h / size;
+        float* dst = out.ptr<float>(y);
+        for (int x = 0; x < mapping.imageWidth; ++x)
+            if (col[static_cast<size_t>(x)] >= 0)
+                dst[x] = src[row * w + col[static_cast<size_t>(x)]];
+    }
+    return out;
+}
+
+cv::Vec3b divergingColour(double t)
+{
+    t = std::clamp(t, -1.0, 1.0);
+    // RdBu: #2166ac (negative end), white, #b2182b (positive end).
+    const double neg[3] = {33, 102, 172}, pos[3] = {178, 24, 43};
+    const double* end = t < 0 ? neg : pos;
+    const double a = std::abs(t);
+    cv::Vec3b c;
+    for (int k = 0; k < 3; ++k)
+        c[k] = cv::saturate_cast<uint8_t>(255.0 + (end[k] - 255.0) * a);
+    return c;
+}
+
+cv::Mat divergingOverlay(const cv::Mat& imageRgb, const at::Tensor& values, const InputMapping& mapping, double range,
+                         double maxOpacity)
+{
+    requireRgb(imageRgb, "diverging overlay: the image");
+    if (!(range > 0))
+        throw std::invalid_argument("diverging overlay: the range must be positive");
+    if (imageRgb.cols != mapping.imageWidth || imageRgb.rows != mapping.imageHeight)
+        throw std::invalid_argument("diverging overlay: the image does not match the mapping");
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const cv::Mat mapped = mapToImage(values, mapping, nan);
+    cv::Mat out(imageRgb.size(), CV_8UC3);
+    for (int y = 0; y < out.rows; ++y) {
+        const auto* in = imageRgb.ptr<cv::Vec3b>(y);
+        const auto* m = mapped.ptr<float>(y);
+        auto* o = out.ptr<cv::Vec3b>(y);
+        for (int x = 0; x < out.cols; ++x) {
+            if (std::isnan(m[x])) {
+                o[x] = in[x] / 2;
+                continue;
+            }
+            const double t = std::clamp(m[x] / range, -1.0, 1.0);
+            const cv::Vec3b c = divergingColour(t);
+            const double a = std::abs(t) * maxOpacity;
+            for (int k = 0; k < 3; ++k)
+                o[x][k] = cv::saturate_cast<uint8_t>(in[x][k] * (1 - a) + c[k] * a);
+        }
+    }
+    return out;
 }
 
 } // namespace fec::imaging

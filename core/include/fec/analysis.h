@@ -107,6 +107,17 @@ std::vector<EncodingPartition> encodingPartitions(const Trace& trace, int index 
 /// Adjusted Rand index of two labelings of the same items (1 = identical partitions).
 double adjustedRandIndex(const int64_t* a, const int64_t* b, int64_t n);
 
+/// One class of a prediction.
+struct ClassScore {
+    int64_t index = 0;
+    double probability = 0;  ///< softmax probability in [0, 1]
+};
+
+/// The k most probable classes of one image's logits ([classes], any floating dtype, any
+/// device), by softmax in float32, most probable first; k is clamped to the number of classes.
+/// Returns none when any logit is NaN or infinite: such outputs are never ranked.
+std::vector<ClassScore> topClasses(const at::Tensor& logits, int k);
+
 /// Hierarchy as JSON (nodes with level, cluster, parent, children, sizes, boxes, centroids).
 std::string hierarchyJson(const SegmentPyramid& pyramid);
 

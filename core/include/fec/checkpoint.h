@@ -36,12 +36,34 @@ struct LoadOptions {
     ConfigHints hints;                            ///< overrides for what shapes cannot tell
 };
 
+/// How the weights sit at the top level of a checkpoint file.
+enum class CheckpointLayout {
+    Unknown,        ///< nothing read yet (a default CheckpointInfo)
+    TimmTraining,   ///< {"state_dict", "state_dict_ema", "epoch", ...}, as timm's train.py and our trainer save
+    ModelEntry,     ///< a dictionary with the state_dict under "model"
+    BareStateDict,  ///< the top level is the state_dict itself
+};
+/// "timm training checkpoint", "checkpoint with a 'model' entry", "bare state_dict"; "" for Unknown.
+std::string toString(CheckpointLayout layout);
+
+/// The entry of a checkpoint file the weights were read from.
+enum class WeightsEntry {
+    Unknown,       ///< nothing read yet (a default CheckpointInfo)
+    StateDictEma,  ///< the EMA weights of a training checkpoint
+    StateDict,     ///< the raw weights of a training checkpoint
+    Model,         ///< the "model" entry
+    TopLevel,      ///< the whole file (a bare state_dict)
+};
+/// "state_dict_ema", "state_dict", "model", "(top level)"; "" for Unknown.
+std::string toString(WeightsEntry entry);
+
 /// What was found in a checkpoint file.
 struct CheckpointInfo {
     std::string path;
     std::string container;       ///< "zip" or "legacy"
-    std::string layout;          ///< "timm training checkpoint", "bare state_dict", ...
-    std::string weights;         ///< entry used: "state_dict_ema", "state_dict", "model", "(top level)"
+    CheckpointLayout layout = CheckpointLayout::Unknown;
+    WeightsEntry weights = WeightsEntry::Unknown;  ///< entry used
+    bool noSeparateStateDict = false;  ///< state_dict was asked for, but the file has no separate one
     bool hasEma = false;
     std::string strippedPrefix;  ///< "module.", "backbone.", ... or empty
     int skippedKeys = 0;         ///< keys outside the FEC backbone (e.g. a segmentation head)
@@ -54,7 +76,28 @@ struct CheckpointInfo {
     std::vector<std::pair<std::string, std::string>> extras;  ///< other top-level entries, described
     std::string argsJson;                 ///< the argparse Namespace `args` as JSON, or empty
     std::vector<std::string> ignoredGlobals;  ///< classes in the pickle that were not executed
+    /// Weights holding NaN or infinite values: (key without prefix, how many values), in file
+    /// order; empty for a healthy file. Such a file still loads, so that it can be inspected, but
+    /// whatever it computes is meaningless: `fec inspect` and the window show this list.
+    std::vector<std::pair<std::string, int64_t>> nonFiniteTensors;
 };
+
+/// The weights entry as messages and JSON show it: toString(info.weights), followed by
+/// " (the file has no separate state_dict/state_dict_ema)" when noSeparateStateDict is set.
+std::string weightsDescription(const CheckpointInfo& info);
+
+/// Model input side used when neither the user nor the checkpoint names one (the authors' 224).
+inline constexpr int kDefaultInputSize = 224;
+
+/// The input side every image command uses: `requested` when > 0, else the side stored in the
+/// checkpoint, else kDefaultInputSize.
+int inputSizeFor(const CheckpointInfo& info, int requested = 0);
+
+/// The preprocessing an image command uses: `requested` when not empty, else the one stored in
+/// the checkpoint, else `fallback` ("squash" for the authors' visualisation, "crop" for their
+/// evaluation).
+std::string preprocessFor(const CheckpointInfo& info, const std::string& requested = {},
+                          const std::string& fallback = "squash");
 
 /// Reads the file and picks the weights (no model built). Throws CheckpointError.
 StateDict readStateDict(const std::string& path, const LoadOptions& options, CheckpointInfo* info);

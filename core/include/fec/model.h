@@ -52,6 +52,9 @@ struct Trace {
     std::vector<BlockTrace> blocks;            ///< every block, stage-major
     std::map<std::string, at::Tensor> features;///< "patch_embed", "network.<i>", "network.<i>.<j>",
                                                ///< "network.<i>.<j>.token_mixer", "pre_logits"
+    /// [B, D3, h, w] the last stage's output, the classifier's input (undefined for backbones):
+    /// position j = row * w + col is final cluster j, whose pixels the last pool level names.
+    at::Tensor finalMap;
 };
 
 namespace detail {
@@ -125,6 +128,18 @@ public:
     at::Tensor forward(const at::Tensor& x);
     /// Forward that also records what every clustering step did (see Trace).
     Trace forwardTraced(const at::Tensor& x, const TraceOptions& options = {});
+    /// The network split at a pyramid level (1..3): forwardUntil returns the output of ClusterPool
+    /// `level` ([B, dims[level], h, w], on x's device), forwardFrom runs the rest of the network on
+    /// such a tensor (possibly edited) and returns logits [B, classes]. forwardFrom(l,
+    /// forwardUntil(x, l)) equals forward(x). Classification models only for forwardFrom.
+    at::Tensor forwardUntil(const at::Tensor& x, int level);
+    at::Tensor forwardFrom(int level, const at::Tensor& poolOutput);
+    /// The classifier's parameters: GroupNorm `norm` (weight, bias [D3]) and `head` (weight
+    /// [classes, D3], bias [classes]); undefined tensors for a backbone.
+    at::Tensor normWeight() const { return m_normW; }
+    at::Tensor normBias() const { return m_normB; }
+    at::Tensor headWeight() const { return m_headW; }
+    at::Tensor headBias() const { return m_headB; }
 
     const FecConfig& config() const { return m_config; }
     /// Stochastic depth for training (identity in eval mode): block k of the K blocks (all

@@ -78,6 +78,9 @@ struct Value {
     void set(const std::string& key, ValuePtr v);
     /// Short human-readable description, e.g. "dict (282 entries)", "argparse.Namespace".
     std::string describe() const;
+    /// An inert call of torch.storage._load_from_bytes: bytes that torch.load would read as a
+    /// second, nested checkpoint (running its pickle). Never read here.
+    bool isNestedPickle() const;
 };
 
 /// Raw bytes of one storage record (little-endian), copied out of the file.

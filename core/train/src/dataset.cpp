@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <new>
 
 #include <zlib.h>
 
@@ -17,7 +18,9 @@ namespace fec::train {
 
 namespace {
 
-constexpr int64_t kMaxIdxBytes = int64_t(1) << 32;
+// Largest IDX array read (Fashion-MNIST's training images take 47 MB). The header's claim is
+// checked against it before anything is allocated, and no more than the claim is decompressed.
+constexpr int64_t kMaxIdxBytes = int64_t(1) << 28;
 
 // gzopen reads gzip streams and passes plain files through unchanged.
 class GzFile {
@@ -88,9 +91,7 @@ std::string stemFor(FashionMnist::Split split, bool images)
     return prefix + (images ? "-images-idx3-ubyte" : "-labels-idx1-ubyte");
 }
 
-} // namespace
-
-IdxArray readIdx(const std::string& path, int64_t maxItems)
+IdxArray readIdxData(const std::string& path, int64_t maxItems)
 {
     GzFile file(path);
     uint8_t header[4];
@@ -110,7 +111,6 @@ IdxArray readIdx(const std::string& path, int64_t maxItems)
     if (ndim < 1 || ndim > 4)
         throw DataError(path + ": not an IDX file (" + std::to_string(ndim) + " dimensions)");
     IdxArray out;
-    int64_t total = 1;
     for (int i = 0; i < ndim; ++i) {
         uint8_t b[4];
         if (file.read(b, 4) != 4)
@@ -119,17 +119,29 @@ IdxArray readIdx(const std::string& path, int64_t maxItems)
         if (dim <= 0)
             throw DataError(path + ": IDX dimension " + std::to_string(i) + " is " + std::to_string(dim));
         out.dims.push_back(dim);
-        if (dim > kMaxIdxBytes / total)  // checked before multiplying: the product may overflow
-            throw DataError(path + ": IDX array too large");
-        total *= dim;
     }
-    const int64_t itemBytes = total / out.dims[0];
+    // What would be read: the items asked for (all by default) times the bytes of one item,
+    // checked against the limit before anything is allocated. Each factor is below 2^32 and the
+    // running product stays below the limit, so nothing overflows.
     int64_t items = out.dims[0];
     if (maxItems > 0 && maxItems < items)
         items = maxItems;
-    const auto want = static_cast<size_t>(items * itemBytes);
-    // The header alone may claim up to 4 GiB: grow the buffer as the data arrives (doubling), so
-    // that a short or lying file costs memory in proportion to what it really holds.
+    std::string claim = std::to_string(out.dims[0]);
+    for (int i = 1; i < ndim; ++i)
+        claim += " x " + std::to_string(out.dims[static_cast<size_t>(i)]);
+    int64_t bytes = items;
+    for (int i = 1; i < ndim && bytes <= kMaxIdxBytes; ++i)
+        bytes = out.dims[static_cast<size_t>(i)] > kMaxIdxBytes ? kMaxIdxBytes + 1
+                                                                : bytes * out.dims[static_cast<size_t>(i)];
+    if (bytes > kMaxIdxBytes)
+        throw DataError(path + ": the IDX header claims " + claim + " bytes" +
+                        (items < out.dims[0] ? " (" + std::to_string(items) + " items read)" : std::string()) +
+                        ", more than the limit of " + std::to_string(kMaxIdxBytes) + " bytes (" +
+                        std::to_string(kMaxIdxBytes >> 20) + " MiB)");
+    const auto want = static_cast<size_t>(bytes);
+    // Grow the buffer as the data arrives (doubling), so that a short or lying file costs memory
+    // in proportion to what it really holds. No more than `want` bytes are ever decompressed: a
+    // gzip stream that goes on past the claim (a bomb) is not read further.
     size_t got = 0;
     while (got < want) {
         const size_t step = std::min(want - got, std::max<size_t>(size_t(1) << 16, got));
@@ -144,6 +156,17 @@ IdxArray readIdx(const std::string& path, int64_t maxItems)
                         std::to_string(got));
     out.dims[0] = items;
     return out;
+}
+
+} // namespace
+
+IdxArray readIdx(const std::string& path, int64_t maxItems)
+{
+    try {
+        return readIdxData(path, maxItems);
+    } catch (const std::bad_alloc&) {
+        throw DataError(path + ": out of memory while reading the IDX data");
+    }
 }
 
 FashionMnist::FashionMnist(const std::string& folder, Split split, int64_t limit) : m_folder(folder), m_split(split)
@@ -168,7 +191,15 @@ FashionMnist::FashionMnist(const std::string& folder, Split split, int64_t limit
     m_count = images.dims[0];
     m_rows = images.dims[1];
     m_cols = images.dims[2];
-    m_images = at::empty({m_count, m_rows, m_cols, 1}, at::kByte);
+    try {
+        m_images = at::empty({m_count, m_rows, m_cols, 1}, at::kByte);
+    } catch (const std::exception& e) {
+        // std::bad_alloc, or LibTorch's "not enough memory" from its CPU allocator.
+        if (!dynamic_cast<const std::bad_alloc*>(&e) && std::string(e.what()).find("memory") == std::string::npos)
+            throw;
+        throw DataError(imagesPath + ": out of memory while copying " + std::to_string(images.data.size()) +
+                        " bytes of images");
+    }
     std::memcpy(m_images.data_ptr<uint8_t>(), images.data.data(), images.data.size());
     m_labels = std::move(labels.data);
 }

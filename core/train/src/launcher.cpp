@@ -2,6 +2,8 @@
 
 #include "fec/train/distributed.h"
 
+#include <memory>
+
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -12,6 +14,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "fec/train/run_lock.h"
 
 namespace fec::train {
 
@@ -55,6 +59,11 @@ int launchWorkers(const std::vector<std::string>& argv, const LaunchOptions& o, 
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     const int threads =
         o.threadsPerProcess > 0 ? o.threadsPerProcess : std::max(1, static_cast<int>(cores) / o.nprocPerNode);
+    // The launcher of node 0 owns the run folder for the whole job (rank 0, its child, writes it);
+    // a second start is refused here, before any rank exists.
+    std::unique_ptr<RunLock> runLock;
+    if (!o.runDir.empty() && o.nodeRank == 0)
+        runLock = std::make_unique<RunLock>(o.runDir);
 
     struct sigaction action {};
     action.sa_handler = onLauncherSignal;
@@ -104,6 +113,10 @@ int launchWorkers(const std::vector<std::string>& argv, const LaunchOptions& o, 
             setenv("LOCAL_WORLD_SIZE", std::to_string(o.nprocPerNode).c_str(), 1);
             setenv("GROUP_RANK", std::to_string(o.nodeRank).c_str(), 1);
             setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), 0);
+            if (runLock)
+                setenv(kRunLockOwnerEnv, std::to_string(launcher).c_str(), 1);
+            else
+                unsetenv(kRunLockOwnerEnv);
             std::vector<char*> args;
             args.push_back(const_cast<char*>("/proc/self/exe"));
             for (size_t i = 1; i < argv.size(); ++i)

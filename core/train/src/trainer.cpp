@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -18,6 +21,7 @@
 #include "fec/train/loader.h"
 #include "fec/train/optim.h"
 #include "fec/train/random.h"
+#include "fec/train/run_lock.h"
 #include "fec/train/tfevents.h"
 
 namespace fs = std::filesystem;
@@ -39,18 +43,6 @@ constexpr uint64_t kSampleStream = 0x5a3b;
 double unixNow()
 {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string weightsName(WeightsChoice w)
-{
-    switch (w) {
-    case WeightsChoice::StateDict:
-        return "state_dict";
-    case WeightsChoice::Ema:
-        return "ema";
-    default:
-        return "auto";
-    }
 }
 
 std::string resizeName(EvalResize r)
@@ -122,119 +114,6 @@ double realEntry(const ValuePtr& dict, const std::string& key, double fallback)
 std::string eventToJson(const TrainEvent& event)
 {
     return eventJson(event).dump();
-}
-
-std::string optionsToJson(const TrainOptions& o)
-{
-    json j;
-    j["config"] = json::parse(o.config.toJson());
-    j["checkpoint"] = o.checkpoint;
-    j["weights"] = weightsName(o.weights);
-    j["freeze_stages"] = o.freezeStages;
-    j["drop_path"] = o.dropPath;
-    j["size"] = o.size;
-    j["batch"] = o.batch;
-    j["accum"] = o.accum;
-    j["workers"] = o.workers;
-    j["augment"] = {{"random_crop", o.augment.randomCrop},
-                    {"scale", {o.augment.scaleMin, o.augment.scaleMax}},
-                    {"ratio", {o.augment.ratioMin, o.augment.ratioMax}},
-                    {"hflip", o.augment.hflip},
-                    {"reprob", o.augment.eraseProb}};
-    j["mix"] = {{"mixup", o.mix.mixupAlpha},
-                {"cutmix", o.mix.cutmixAlpha},
-                {"prob", o.mix.prob},
-                {"switch_prob", o.mix.switchProb},
-                {"smoothing", o.mix.smoothing}};
-    j["eval_resize"] = o.evalResize;
-    j["epochs"] = o.epochs;
-    j["max_steps"] = o.maxSteps;
-    j["lr"] = o.lr;
-    j["min_lr"] = o.minLr;
-    j["warmup_lr"] = o.warmupLr;
-    j["warmup_epochs"] = o.warmupEpochs;
-    j["weight_decay"] = o.weightDecay;
-    j["betas"] = {o.beta1, o.beta2};
-    j["eps"] = o.eps;
-    j["clip_grad"] = o.clipGrad;
-    j["ema_decay"] = o.emaDecay;
-    j["seed"] = o.seed;
-    j["log_every"] = o.logEvery;
-    j["tensorboard"] = o.tensorboard;
-    j["device"] = o.device;
-    return j.dump();
-}
-
-void optionsFromJson(const std::string& text, TrainOptions& o)
-{
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const std::exception& e) {
-        throw std::invalid_argument(std::string("training options are not valid JSON: ") + e.what());
-    }
-    if (!j.is_object())
-        throw std::invalid_argument("training options must be a JSON object");
-    try {
-        if (j.contains("config"))
-            o.config = FecConfig::fromJson(j["config"].dump());
-        auto get = [&](const char* key, auto& field) {
-            if (j.contains(key) && !j[key].is_null())
-                field = j[key].get<std::decay_t<decltype(field)>>();
-        };
-        get("checkpoint", o.checkpoint);
-        if (j.contains("weights"))
-            o.weights = parseWeightsChoice(j["weights"].get<std::string>());
-        get("freeze_stages", o.freezeStages);
-        get("drop_path", o.dropPath);
-        get("size", o.size);
-        get("batch", o.batch);
-        get("accum", o.accum);
-        get("workers", o.workers);
-        if (j.contains("augment")) {
-            const auto& a = j["augment"];
-            o.augment.randomCrop = a.value("random_crop", o.augment.randomCrop);
-            if (a.contains("scale")) {
-                o.augment.scaleMin = a["scale"][0].get<double>();
-                o.augment.scaleMax = a["scale"][1].get<double>();
-            }
-            if (a.contains("ratio")) {
-                o.augment.ratioMin = a["ratio"][0].get<double>();
-                o.augment.ratioMax = a["ratio"][1].get<double>();
-            }
-            o.augment.hflip = a.value("hflip", o.augment.hflip);
-            o.augment.eraseProb = a.value("reprob", o.augment.eraseProb);
-        }
-        if (j.contains("mix")) {
-            const auto& m = j["mix"];
-            o.mix.mixupAlpha = m.value("mixup", o.mix.mixupAlpha);
-            o.mix.cutmixAlpha = m.value("cutmix", o.mix.cutmixAlpha);
-            o.mix.prob = m.value("prob", o.mix.prob);
-            o.mix.switchProb = m.value("switch_prob", o.mix.switchProb);
-            o.mix.smoothing = m.value("smoothing", o.mix.smoothing);
-        }
-        get("eval_resize", o.evalResize);
-        get("epochs", o.epochs);
-        get("max_steps", o.maxSteps);
-        get("lr", o.lr);
-        get("min_lr", o.minLr);
-        get("warmup_lr", o.warmupLr);
-        get("warmup_epochs", o.warmupEpochs);
-        get("weight_decay", o.weightDecay);
-        if (j.contains("betas")) {
-            o.beta1 = j["betas"][0].get<double>();
-            o.beta2 = j["betas"][1].get<double>();
-        }
-        get("eps", o.eps);
-        get("clip_grad", o.clipGrad);
-        get("ema_decay", o.emaDecay);
-        get("seed", o.seed);
-        get("log_every", o.logEvery);
-        get("tensorboard", o.tensorboard);
-        get("device", o.device);
-    } catch (const nlohmann::json::exception& e) {
-        throw std::invalid_argument(std::string("training options: ") + e.what());
-    }
 }
 
 void freezeStages(FecModelImpl& model, const std::vector<int>& stages)
@@ -338,6 +217,8 @@ EvalResult evaluate(FecModelImpl& model, const Dataset& data, const EvalOptions&
 }
 
 struct Trainer::State {
+    // First member, so released last: after the logs and checkpoints are closed.
+    std::unique_ptr<RunLock> runLock;
     TrainOptions o;
     DatasetPtr train, val;
     DistContext* dist = nullptr;
@@ -368,6 +249,7 @@ struct Trainer::State {
     std::unique_ptr<EventWriter> events;
     std::ofstream metrics;
     std::chrono::steady_clock::time_point started;
+    json runRecord; ///< run.json as written at the start (the final record is added to it)
 
     bool isWriter() const { return rank == 0; }
     void message(const std::string& text) const
@@ -380,8 +262,13 @@ struct Trainer::State {
     std::string bestPath() const { return (fs::path(o.outDir) / "best.pth.tar").string(); }
 
     void setup();
+    /// Takes the run folder (rank 0) before anything in it is read or written.
+    void lockRunFolder();
     void restore(const std::string& path);
     void openLogs();
+    TrainResult loop(const std::atomic<bool>* cancel, const TrainCallback& callback);
+    /// Adds the "final" object to run.json (rank 0; never throws: it may run while unwinding).
+    void writeFinal(const std::string& status, const std::string& reason) noexcept;
     void emit(const TrainEvent& event, const TrainCallback& callback);
     void save(bool best);
     EvalResult validate(FecModelImpl& m, const std::atomic<bool>* cancel);
@@ -425,6 +312,7 @@ void Trainer::State::setup()
     device = selectDevice(c.device);
     if (device.is_cuda() && dist)
         device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist->options().localRank));
+    lockRunFolder();
 
     const auto last = lastPath();
     std::error_code ec;
@@ -471,7 +359,7 @@ void Trainer::State::setup()
             model = loaded.model;
         }
         c.config = model->config();
-        message("starting from " + c.checkpoint + " (" + loaded.info.weights + ")");
+        message("starting from " + c.checkpoint + " (" + weightsDescription(loaded.info) + ")");
     } else {
         c.config.numClasses = static_cast<int>(classes);
         c.config.forkFeat = false;
@@ -533,6 +421,19 @@ void Trainer::State::setup()
         dist->broadcast(state);
         optimizer->setSteps(opt.back());
     }
+}
+
+void Trainer::State::lockRunFolder()
+{
+    if (!isWriter())
+        return;
+    // Under the `--nproc-per-node` launcher, the launcher (this process's parent) owns the folder.
+    if (const char* owner = std::getenv(kRunLockOwnerEnv)) {
+        const long launcher = std::strtol(owner, nullptr, 10);
+        if (launcher > 0 && launcher == static_cast<long>(::getppid()) && runFolderOwner(o.outDir) == launcher)
+            return;
+    }
+    runLock = std::make_unique<RunLock>(o.outDir);
 }
 
 void Trainer::State::restore(const std::string& path)
@@ -642,6 +543,7 @@ void Trainer::State::openLogs()
     if (!o.argsJson.empty())
         run["command"] = json::parse(o.argsJson, nullptr, false);
     writeFileAtomic((fs::path(o.outDir) / "run.json").string(), run.dump(2) + "\n");
+    runRecord = std::move(run);
 
     const auto metricsPath = (fs::path(o.outDir) / "metrics.jsonl").string();
     if (resumed) {
@@ -885,9 +787,65 @@ FecModel Trainer::model() const
     return m_state->model;
 }
 
+void Trainer::State::writeFinal(const std::string& status, const std::string& reason) noexcept
+{
+    if (!isWriter() || runRecord.is_null())
+        return;
+    try {
+        json f;
+        f["status"] = status;
+        f["steps"] = globalStep;
+        f["total_steps"] = totalSteps;
+        f["epochs"] = epoch;
+        if (bestEpoch >= 0)
+            f["best_metric"] = {{"name", ema ? "ema_top1" : "top1"}, {"value", bestTop1}, {"epoch", bestEpoch}};
+        else
+            f["best_metric"] = nullptr;
+        f["exit_reason"] = reason;
+        f["finished_at"] = unixNow();
+        std::error_code ec;
+        f["last_checkpoint"] = fs::exists(lastPath(), ec) ? json(lastPath()) : json(nullptr);
+        f["best_checkpoint"] = bestEpoch >= 0 && fs::exists(bestPath(), ec) ? json(bestPath()) : json(nullptr);
+        auto run = runRecord;
+        run["final"] = std::move(f);
+        writeFileAtomic((fs::path(o.outDir) / "run.json").string(), run.dump(2) + "\n");
+    } catch (const std::exception& e) {
+        try {
+            message(std::string("warning: cannot write the final record to run.json: ") + e.what());
+        } catch (...) {
+        }
+    }
+}
+
 TrainResult Trainer::run(const std::atomic<bool>* cancel, const TrainCallback& callback)
 {
     auto& s = *m_state;
+    try {
+        auto result = s.loop(cancel, callback);
+        std::string reason;
+        if (result.completed) {
+            reason =
+                "reached the last step (" + std::to_string(result.steps) + " of " + std::to_string(s.totalSteps) + ")";
+        } else {
+            reason = "stop requested at step " + std::to_string(result.steps) + " of " + std::to_string(s.totalSteps);
+            reason += s.pendingValidation >= 0 ? " (during the validation of epoch " +
+                                                     std::to_string(s.pendingValidation + 1) + ", redone on resume)"
+                                               : "";
+            reason += "; resume continues from last.pth.tar";
+        }
+        s.writeFinal(result.completed ? "done" : "stopped", reason);
+        if (s.dist)
+            s.dist->barrier();
+        return result;
+    } catch (const std::exception& e) {
+        s.writeFinal("failed", e.what());
+        throw;
+    }
+}
+
+TrainResult Trainer::State::loop(const std::atomic<bool>* cancel, const TrainCallback& callback)
+{
+    auto& s = *this;
     auto& o = s.o;
     s.openLogs();
     s.started = std::chrono::steady_clock::now();
@@ -1034,8 +992,6 @@ TrainResult Trainer::run(const std::atomic<bool>* cancel, const TrainCallback& c
     result.bestTop1 = s.bestTop1;
     if (result.bestCheckpoint.empty() && s.bestEpoch >= 0)
         result.bestCheckpoint = s.bestPath();
-    if (s.dist)
-        s.dist->barrier();
     return result;
 }
 

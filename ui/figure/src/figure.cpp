@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <ATen/ATen.h>
+
 #include <QBuffer>
 #include <QByteArray>
 #include <QFile>
@@ -20,6 +22,7 @@
 #include <QSvgGenerator>
 
 #include "fec/atomic_file.h"
+#include "fec/text.h"
 
 namespace fec::figure {
 
@@ -305,6 +308,14 @@ QByteArray renderPdf(const std::vector<FigureRow>& rows, const Layout& layout, c
 
 void writeFigure(const std::vector<FigureRow>& rows, const QString& path, const FigureOptions& options)
 {
+    writeFigure(rows, std::filesystem::path(QFile::encodeName(path).toStdString()), options);
+}
+
+void writeFigure(const std::vector<FigureRow>& rows, const std::filesystem::path& file, const FigureOptions& options)
+{
+    // The path stays bytes down to the write: a QString cannot hold a name that is not UTF-8.
+    // `path` is only what messages show.
+    const QString path = QString::fromStdString(printablePath(file));
     if (!qobject_cast<QGuiApplication*>(QCoreApplication::instance()))
         fail(path, QStringLiteral("writing a figure needs a QGuiApplication (fonts)"));
     if (rows.empty() || std::all_of(rows.begin(), rows.end(), [](const FigureRow& r) { return r.panels.empty(); }))
@@ -312,7 +323,7 @@ void writeFigure(const std::vector<FigureRow>& rows, const QString& path, const 
     if (options.panelSize < 8 || options.dpi < 10 || options.dpi > 2400)
         fail(path, QStringLiteral("panel size must be at least 8 px and dpi between 10 and 2400"));
 
-    const QString suffix = QFileInfo(path).suffix().toLower();
+    const QString suffix = QFileInfo(QFile::decodeName(QByteArray::fromStdString(file.filename().string()))).suffix().toLower();
     const Fonts fonts;
     const Layout layout = layoutFigure(rows, options, fonts);
     QByteArray bytes;
@@ -326,7 +337,7 @@ void writeFigure(const std::vector<FigureRow>& rows, const QString& path, const 
         fail(path, QStringLiteral("unsupported figure format '%1' (use .png, .svg or .pdf)").arg(suffix));
     if (bytes.isEmpty())
         fail(path, QStringLiteral("the %1 writer produced nothing").arg(suffix.toUpper()));
-    writeFileAtomic(QFile::encodeName(path).toStdString(), bytes.constData(), static_cast<size_t>(bytes.size()));
+    writeFileAtomic(file.string(), bytes.constData(), static_cast<size_t>(bytes.size()));
 }
 
 QImage toQImage(const cv::Mat& rgb)
@@ -338,6 +349,94 @@ QImage toQImage(const cv::Mat& rgb)
     if (rgb.type() == CV_8UC1)
         return QImage(rgb.data, rgb.cols, rgb.rows, static_cast<qsizetype>(rgb.step), QImage::Format_Grayscale8).copy();
     throw std::invalid_argument("toQImage: expected an 8-bit RGB or grey image");
+}
+
+FigureRow explanationRow(const explain::Explanation& explanation, const QString& label, const std::vector<int>& levels,
+                         const std::vector<int>& ks, const imaging::OverlayStyle& style,
+                         const std::function<bool(const QString&)>& progress)
+{
+    const auto step = [&progress](const QString& what) { return !progress || progress(what); };
+    FigureRow row;
+    row.label = label;
+    if (!step(QStringLiteral("Drawing the image")))
+        return row;
+    row.panels.push_back({QStringLiteral("Image"), toQImage(explanation.image)});
+    const auto draw = [&](const explain::Segmentation& s) {
+        const auto overlay = imaging::overlay(explanation.image, s.labels, explanation.prepared.mapping, style, s.colourOf);
+        row.panels.push_back({QString::fromStdString(s.caption), toQImage(overlay)});
+    };
+    for (int l : levels) {
+        if (!step(QStringLiteral("Drawing level %1").arg(l)))
+            return row;
+        draw(explain::levelSegmentation(explanation.pyramid, l));
+    }
+    for (int k : ks) {
+        if (!step(QStringLiteral("K-means with k = %1").arg(k)))
+            return row;
+        if (!explanation.merger)
+            throw std::invalid_argument("K-means is unavailable: the last pool has no features");
+        draw(explain::kmeansSegmentation(*explanation.merger, k));
+    }
+    return row;
+}
+
+FigureLegend divergingLegend(double range, const QString& unit)
+{
+    const auto colour = [](double t) {
+        const auto c = imaging::divergingColour(t);
+        return QColor(c[0], c[1], c[2]);
+    };
+    const auto value = [&unit](double v) { return QString::number(v, 'g', 3) + unit; };
+    FigureLegend legend;
+    legend.entries = {{colour(-1), value(-range)}, {colour(-0.5), value(-range / 2)}, {colour(0), QStringLiteral("0")},
+                      {colour(0.5), value(range / 2)}, {colour(1), value(range)}};
+    return legend;
+}
+
+FigureRow evidenceRow(const explain::Explanation& e, const explain::EvidenceReport& report, const QString& label,
+                      const QString& className, const QString& versusName)
+{
+    const auto maxAbs = [](const at::Tensor& t) { return std::max(1e-12, t.abs().max().item<double>()); };
+    const QString what = versusName.isEmpty() ? className : QStringLiteral("%1 vs %2").arg(className, versusName);
+    FigureRow row;
+    row.label = label;
+    row.panels.push_back({QStringLiteral("Image · logit %1 = %2").arg(what).arg(report.maps.logit, 0, 'f', 3),
+                          toQImage(e.image)});
+    const double totalRange = maxAbs(report.maps.total);
+    row.panels.push_back({QStringLiteral("Level %1 segments (±%2)").arg(e.pyramid.levelCount()).arg(totalRange, 0, 'g', 3),
+                          toQImage(imaging::divergingOverlay(e.image, report.maps.total, e.prepared.mapping, totalRange))});
+    const double densityRange = maxAbs(report.maps.density);
+    row.panels.push_back({QStringLiteral("Density per pixel (±%1)").arg(densityRange, 0, 'g', 3),
+                          toQImage(imaging::divergingOverlay(e.image, report.maps.density, e.prepared.mapping, densityRange))});
+    // Ablation effects of the level below the last, painted per segment.
+    const int level = std::max(1, e.pyramid.levelCount() - 1);
+    std::vector<double> effect;
+    for (const auto& s : report.segments)
+        if (s.level == level && !std::isnan(s.effect))
+            effect.push_back(s.effect);
+    const auto& lv = e.pyramid.levels[static_cast<size_t>(level - 1)];
+    if (effect.size() == lv.nonEmpty.size() && !effect.empty()) {
+        auto blocks = at::empty({e.pyramid.blockH, e.pyramid.blockW}, at::kFloat);
+        auto* b = blocks.data_ptr<float>();
+        double range = 1e-12;
+        for (double v : effect)
+            range = std::max(range, std::abs(v));
+        for (size_t i = 0; i < lv.blockLabel.size(); ++i)
+            b[i] = static_cast<float>(effect[static_cast<size_t>(lv.compact[static_cast<size_t>(lv.blockLabel[i])])]);
+        row.panels.push_back({QStringLiteral("Removing a level-%1 segment (±%2)").arg(level).arg(range, 0, 'g', 3),
+                              toQImage(imaging::divergingOverlay(e.image, blocks, e.prepared.mapping, range))});
+    }
+    // Each panel has its own symmetric range (in its title): the legend gives the colours' meaning.
+    const auto colour = [](double t) {
+        const auto c = imaging::divergingColour(t);
+        return QColor(c[0], c[1], c[2]);
+    };
+    row.legend.entries = {{colour(-1), QStringLiteral("−range: against %1").arg(what)},
+                          {colour(-0.5), QStringLiteral("−range/2")},
+                          {colour(0), QStringLiteral("0 (no evidence)")},
+                          {colour(0.5), QStringLiteral("+range/2")},
+                          {colour(1), QStringLiteral("+range: for %1").arg(what)}};
+    return row;
 }
 
 } // namespace fec::figure

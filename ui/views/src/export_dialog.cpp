@@ -30,9 +30,9 @@
 
 #include "fec/analysis.h"
 #include "fec/atomic_file.h"
+#include "fec/explain/explain.h"
 #include "fec/figure/figure.h"
 #include "fec/imaging/kmeans.h"
-#include "fec/imaging/render.h"
 #include "fec/tensor_io.h"
 
 namespace fec::ui {
@@ -186,29 +186,24 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
         // Same panels, titles and overlay style as `fec explain`.
         if (result.image.empty())
             fail(path, QStringLiteral("the result has no image"));
-        const imaging::OverlayStyle style;
+        const QString label =
+            result.imagePath.isEmpty() ? QStringLiteral("image") : QFileInfo(result.imagePath).fileName();
+        bool cancelled = false;
+        const auto drawStep = [&](const QString& what) {
+            cancelled = !step(what);
+            return !cancelled;
+        };
         figure::FigureRow row;
-        row.label = result.imagePath.isEmpty() ? QStringLiteral("image") : QFileInfo(result.imagePath).fileName();
-        if (!step(QObject::tr("Drawing the image")))
+        if (merger == result.merger) {
+            row = figure::explanationRow(result, label, request.levels, request.ks, {}, drawStep);
+        } else {
+            // No K-means in the result: draw the merges with the merger made above.
+            explain::Explanation withMerger = result;
+            withMerger.merger = merger;
+            row = figure::explanationRow(withMerger, label, request.levels, request.ks, {}, drawStep);
+        }
+        if (cancelled)
             return {};
-        row.panels.push_back({QStringLiteral("Image"), figure::toQImage(result.image)});
-        for (int l : request.levels) {
-            if (!step(QObject::tr("Drawing level %1").arg(l)))
-                return {};
-            const auto& lv = pyramid.levels[l - 1];
-            const auto overlay = imaging::overlay(result.image, pyramid.pixelLabels(l), result.prepared.mapping, style);
-            const QString title = QString("Level %1 · %2 clusters").arg(l).arg(lv.nonEmpty.size()) +
-                                  (lv.emptyCount() ? QString(" (%1 empty)").arg(lv.emptyCount()) : QString());
-            row.panels.push_back({title, figure::toQImage(overlay)});
-        }
-        for (int k : request.ks) {
-            if (!step(QObject::tr("K-means with k = %1").arg(k)))
-                return {};
-            const auto& merge = merger->merge(k);
-            const auto overlay = imaging::overlay(result.image, merger->pixelLabels(merge), result.prepared.mapping,
-                                                  style, &merge.colourOfGroup);
-            row.panels.push_back({QString("K-means k = %1").arg(k), figure::toQImage(overlay)});
-        }
         if (!step(QObject::tr("Writing %1").arg(info.fileName())))
             return {};
         figure::FigureOptions options;
@@ -231,7 +226,7 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
             const QString name = QStringLiteral("kmeans_k%1.npy").arg(k);
             if (!step(QObject::tr("Writing %1").arg(name)))
                 return {};
-            saveNpy(file(name).toStdString(), merger->pixelLabels(merger->merge(k)));
+            saveNpy(file(name).toStdString(), explain::kmeansSegmentation(*merger, k).labels);
             written << file(name);
         }
         if (!step(QObject::tr("Writing hierarchy.json")))

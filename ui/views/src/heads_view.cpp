@@ -83,6 +83,30 @@ private:
     int m_preferred = 240;
 };
 
+// The legend under the matrix: end labels under the bar's ends and the caption on a line of its
+// own below them, so that the caption never runs into the end labels however narrow the bar is.
+struct LegendLayout {
+    QRect bar, low, high, caption;
+    QString captionText;
+};
+
+LegendLayout legendLayout(const QFontMetrics& fm, const QRect& bar, int areaWidth, const QString& caption)
+{
+    LegendLayout l;
+    l.bar = bar;
+    const int labelsTop = bar.bottom() + 3;
+    const int lowW = fm.horizontalAdvance(QStringLiteral("0")) + 2;
+    const int highW = fm.horizontalAdvance(QStringLiteral("1")) + 2;
+    l.low = QRect(bar.left(), labelsTop, lowW, fm.height());
+    l.high = QRect(bar.left() + bar.width() - highW, labelsTop, highW, fm.height());
+    l.captionText = fm.elidedText(caption, Qt::ElideRight, std::max(0, areaWidth - 2));
+    const int captionW = fm.horizontalAdvance(l.captionText) + 2;
+    // Centred under the bar, moved left or right where the widget's edge would cut it.
+    const int left = std::clamp(bar.center().x() - captionW / 2, 0, std::max(0, areaWidth - captionW));
+    l.caption = QRect(left, l.low.bottom() + 1, captionW, fm.height());
+    return l;
+}
+
 // Heads x heads adjusted Rand indices, coloured on a sequential scale.
 class AgreementMatrix : public QWidget {
 public:
@@ -98,6 +122,16 @@ public:
         update();
     }
     QSize sizeHint() const override { return {260, 300}; }
+    // The colour legend (0 .. 1) under the matrix; empty while there are no heads.
+    LegendLayout legend() const
+    {
+        if (m_heads <= 0)
+            return {};
+        const QFontMetrics fm(font());
+        const Geometry g = layoutGeometry();
+        const QRect bar(g.x0, g.y0 + m_heads * g.cell + kLegendGap, std::max(g.cell * m_heads, 120), barHeight(fm));
+        return legendLayout(fm, bar, width(), tr("adjusted Rand index"));
+    }
 
 protected:
     bool event(QEvent* e) override
@@ -155,21 +189,21 @@ protected:
                 }
             }
         }
-        // Colour legend: 0 .. 1.
-        const int ly = y0 + m_heads * cell + 10;
-        const QRect bar(x0, ly, std::max(cell * m_heads, 120), fm.height() / 2 + 4);
-        QLinearGradient gradient(bar.topLeft(), bar.topRight());
+        const LegendLayout l = legend();
+        QLinearGradient gradient(l.bar.topLeft(), l.bar.topRight());
         for (int s = 0; s <= 8; ++s)
             gradient.setColorAt(s / 8.0, style::sequential(s / 8.0));
-        p.fillRect(bar, gradient);
+        p.fillRect(l.bar, gradient);
         p.setPen(text);
-        p.drawText(QRect(bar.left(), bar.bottom() + 2, bar.width(), fm.height()), Qt::AlignLeft, QStringLiteral("0"));
-        p.drawText(QRect(bar.left(), bar.bottom() + 2, bar.width(), fm.height()), Qt::AlignHCenter,
-                   tr("adjusted Rand index"));
-        p.drawText(QRect(bar.left(), bar.bottom() + 2, bar.width(), fm.height()), Qt::AlignRight, QStringLiteral("1"));
+        p.drawText(l.low, Qt::AlignLeft | Qt::AlignTop, QStringLiteral("0"));
+        p.drawText(l.high, Qt::AlignRight | Qt::AlignTop, QStringLiteral("1"));
+        p.drawText(l.caption, Qt::AlignHCenter | Qt::AlignTop, l.captionText);
     }
 
 private:
+    static constexpr int kLegendGap = 10;
+    static int barHeight(const QFontMetrics& fm) { return fm.height() / 2 + 4; }
+
     struct Geometry {
         int top, label, cell, x0, y0;
     };
@@ -179,7 +213,8 @@ private:
         Geometry g{};
         g.top = fm.height() + 10;
         g.label = fm.horizontalAdvance(QStringLiteral("h00")) + 6;
-        const int legendH = fm.height() * 2 + 16;
+        // Gap, bar, end labels, caption (see legendLayout) and a small margin.
+        const int legendH = kLegendGap + barHeight(fm) + 3 + 2 * fm.height() + 4;
         const int avail = std::min(width() - g.label - 4, height() - g.top - g.label - legendH);
         g.cell = m_heads > 0 ? std::clamp(avail / m_heads, 8, 56) : 8;
         g.x0 = g.label;
@@ -452,6 +487,24 @@ QImage HeadsView::tileImage(int head) const
 QString HeadsView::tileTitle(int head) const
 {
     return head >= 0 && head < tileCount() ? d->tiles[head]->title() : QString();
+}
+
+HeadsView::ColourLegend HeadsView::colourLegend() const
+{
+    ColourLegend legend;
+    if (!d->matrix->isVisibleTo(this))
+        return legend;
+    const LegendLayout l = d->matrix->legend();
+    const QPoint origin = d->matrix->mapTo(this, QPoint(0, 0));
+    legend.matrix = QRect(origin, d->matrix->size());
+    if (l.bar.isEmpty())
+        return legend;
+    legend.bar = l.bar.translated(origin);
+    legend.low = l.low.translated(origin);
+    legend.high = l.high.translated(origin);
+    legend.caption = l.caption.translated(origin);
+    legend.captionText = l.captionText;
+    return legend;
 }
 
 double HeadsView::meanAgreement(int head) const

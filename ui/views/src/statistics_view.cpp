@@ -14,7 +14,8 @@
 #include <QScrollArea>
 #include <QVBoxLayout>
 
-#include "qcustomplot_wrapper.h"
+#include "fec/ui/charts.h"
+#include "fec/ui/qcustomplot_wrapper.h"
 #include "view_style.h"
 
 namespace fec::ui {
@@ -84,23 +85,8 @@ struct PlotInfo {
 void stylePlot(const PlotInfo& info, const QPalette& palette)
 {
     auto* plot = info.plot;
+    applyChartPalette({info.plot, info.title}, palette);
     const QColor text = palette.color(QPalette::WindowText);
-    const QColor base = palette.color(QPalette::Base);
-    QColor grid = text;
-    grid.setAlphaF(0.18);
-    plot->setBackground(base);
-    plot->axisRect()->setBackground(base);
-    for (auto* axis : {plot->xAxis, plot->yAxis, plot->xAxis2, plot->yAxis2}) {
-        axis->setBasePen(QPen(text, 1));
-        axis->setTickPen(QPen(text, 1));
-        axis->setSubTickPen(QPen(text, 1));
-        axis->setTickLabelColor(text);
-        axis->setLabelColor(text);
-        axis->grid()->setPen(QPen(grid, 1, Qt::DotLine));
-        axis->grid()->setZeroLinePen(Qt::NoPen);
-    }
-    if (info.title)
-        info.title->setTextColor(text);
     const QColor accent = style::accent(palette);
     QColor fill = accent;
     fill.setAlpha(style::isDark(palette) ? 120 : 90);
@@ -132,17 +118,10 @@ struct StatisticsView::Private {
     PlotInfo& addPlot(QWidget* parent, const QString& title, const QString& xLabel, const QString& yLabel)
     {
         PlotInfo info;
-        info.plot = new QCustomPlot(parent);
-        info.plot->setMinimumSize(320, 250);
-        info.plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
-        info.plot->setToolTip(QObject::tr("Drag to pan, wheel to zoom, double-click to reset"));
-        info.plot->plotLayout()->insertRow(0);
-        QFont titleFont = info.plot->font();
-        titleFont.setBold(true);
-        info.title = new QCPTextElement(info.plot, title, titleFont);
-        info.plot->plotLayout()->addElement(0, 0, info.title);
-        info.plot->xAxis->setLabel(xLabel);
-        info.plot->yAxis->setLabel(yLabel);
+        const auto chart = createTitledPlot(parent, title, xLabel, yLabel, QSize(320, 250),
+                                            QObject::tr("Drag to pan, wheel to zoom, double-click to reset"));
+        info.plot = chart.plot;
+        info.title = chart.title;
         plots.push_back(info);
         return plots.back();
     }

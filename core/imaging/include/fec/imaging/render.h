@@ -66,6 +66,22 @@ cv::Mat highlight(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask,
 void highlightInto(const cv::Mat& baseRgb, const std::vector<uint8_t>& blockMask, int64_t blockH, int64_t blockW,
                    const InputMapping& mapping, cv::Vec3b colour, cv::Mat& out);
 
+/// Samples a map of the model input ([h, w] float, covering the S x S input) at every pixel of the
+/// original image through `mapping` (nearest, as overlay() does). Pixels outside the crop get
+/// `outside`. Returns imageHeight x imageWidth CV_32F.
+cv::Mat mapToImage(const at::Tensor& values, const InputMapping& mapping, float outside = 0.f);
+
+/// Diverging colour for t in [-1, 1] (clamped): blue for negative, white at 0, red for positive
+/// (ColorBrewer RdBu ends).
+cv::Vec3b divergingColour(double t);
+
+/// Draws a signed map of the model input ([h, w] float) over the image on a diverging scale that
+/// is symmetric in [-range, range]: zero is transparent, +-range is painted at `maxOpacity`.
+/// Pixels outside the crop are darkened by 50%. Throws std::invalid_argument for a non-2-D map,
+/// a range <= 0 or an image that does not match the mapping.
+cv::Mat divergingOverlay(const cv::Mat& imageRgb, const at::Tensor& values, const InputMapping& mapping, double range,
+                         double maxOpacity = 0.8);
+
 /// Encodes an image in the format of the path's extension and writes it atomically. Accepts
 /// CV_8UC3 (RGB), CV_8UC4 (RGBA), CV_8UC1 and CV_16UC1 (only .png, .tif, .tiff: 16-bit grey).
 /// Throws std::runtime_error naming the file.

@@ -87,6 +87,9 @@ struct LaunchOptions {
     /// Intra-op threads per process when the command line does not set --threads
     /// (0: cores / nprocPerNode, at least 1).
     int threadsPerProcess = 0;
+    /// The run folder: on node 0 the launcher holds its lock (run_lock.h) until every rank has
+    /// ended, and rank 0 relies on it. Empty: no lock.
+    std::string runDir;
 };
 
 /// Runs `argv` (argv[0] ignored: this executable is re-executed) nprocPerNode times with
@@ -94,7 +97,8 @@ struct LaunchOptions {
 /// set, and prints one line per started rank ("rank 1 started (pid 1234)") to `log`. Forwards
 /// SIGINT / SIGTERM to the children. When a child fails, the others are terminated (SIGTERM,
 /// then SIGKILL after 10 s) and the failure is reported. Returns 0 when every rank succeeded,
-/// otherwise the first failing rank's exit status (128 + signal when killed).
+/// otherwise the first failing rank's exit status (128 + signal when killed). Throws
+/// RunFolderBusy (before starting any rank) when another process holds options.runDir.
 int launchWorkers(const std::vector<std::string>& argv, const LaunchOptions& options, std::ostream& log);
 
 } // namespace fec::train

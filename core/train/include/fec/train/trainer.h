@@ -16,53 +16,11 @@
 #include "fec/config.h"
 #include "fec/train/augment.h"
 #include "fec/train/dataset.h"
+#include "fec/train/train_options.h"
 
 namespace fec::train {
 
 class DistContext;
-
-/// Everything a run is made of. Defaults follow the authors' recipe where it fits small runs.
-struct TrainOptions {
-    // Model
-    FecConfig config = FecConfig::small();       ///< architecture of a new model (numClasses is set from the data)
-    std::string checkpoint;                      ///< start from these weights (fine-tuning); empty: random init
-    WeightsChoice weights = WeightsChoice::Auto; ///< which weights of `checkpoint`
-    std::vector<int> freezeStages; ///< stages whose parameters are not trained (0 also freezes patch_embed)
-    double dropPath = 0.1;         ///< stochastic depth rate of the last block
-
-    // Data
-    int size = 224;         ///< input side (multiple of the model's sizeMultiple())
-    int batch = 64;         ///< images per process and micro-batch
-    int accum = 1;          ///< micro-batches per optimizer step
-    int workers = 2;        ///< loader threads (0: load in the training thread)
-    AugmentOptions augment; ///< size is overwritten with `size`
-    MixOptions mix;         ///< MixUp / CutMix / label smoothing
-    std::string evalResize; ///< "squash" or "crop"; empty: the dataset's preference
-
-    // Recipe
-    int epochs = 10;
-    int64_t maxSteps = 0; ///< > 0: stop after this many optimizer steps (the schedule ends there)
-    double lr = 1e-3, minLr = 1e-5, warmupLr = 1e-6;
-    double warmupEpochs = 1.0;
-    double weightDecay = 0.05;
-    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-    double clipGrad = 0.0; ///< > 0: clip the global gradient norm
-    double emaDecay = 0.0; ///< > 0: keep an EMA of the weights (e.g. 0.9998)
-    uint64_t seed = 0;
-
-    // Run
-    std::string outDir;         ///< run folder (created)
-    bool resume = false;        ///< continue from outDir/last.pth.tar
-    int logEvery = 10;          ///< optimizer steps between train metric lines (1 = every step)
-    bool tensorboard = true;    ///< also write events.out.tfevents.*
-    std::string device = "cpu"; ///< "cpu", "cuda", "cuda:N" (per-rank: cuda:LOCAL_RANK)
-    std::string argsJson;       ///< free-form record of how the run was started (stored in run.json)
-};
-
-/// Serialises the hyper-parameters (not the datasets) as JSON, and back.
-std::string optionsToJson(const TrainOptions& options);
-/// Overwrites the fields present in `json`; throws std::invalid_argument on a malformed value.
-void optionsFromJson(const std::string& json, TrainOptions& options);
 
 /// One step's or one epoch's measurements, as written to metrics.jsonl.
 struct TrainEvent {
@@ -117,8 +75,10 @@ EvalResult evaluate(FecModelImpl& model, const Dataset& data, const EvalOptions&
 /// Runs (or resumes) training. `train` and `val` (may be null) must have the same classes.
 /// On rank 0 writes RUN_DIR/{run.json, metrics.jsonl, events.out.tfevents.*, last.pth.tar,
 /// best.pth.tar}. `cancel` is checked at every step; when it turns true the run stops at that
-/// step boundary after writing last.pth.tar (resume continues from there). Throws
-/// std::invalid_argument for bad options, CheckpointError, DataError, DistError.
+/// step boundary after writing last.pth.tar (resume continues from there). Rank 0 owns RUN_DIR
+/// from construction to destruction (RunLock, run_lock.h; under the `--nproc-per-node` launcher
+/// the launcher holds it): a second Trainer or process on the folder gets RunFolderBusy. Throws
+/// std::invalid_argument for bad options, CheckpointError, DataError, DistError, RunFolderBusy.
 class Trainer {
 public:
     /// Builds the model (new, fine-tuned from options.checkpoint, or resumed), the optimizer and
@@ -126,6 +86,11 @@ public:
     Trainer(TrainOptions options, DatasetPtr train, DatasetPtr val, DistContext* dist = nullptr,
             std::function<void(const std::string&)> log = {});
     ~Trainer();
+    /// Trains to the last step or until `cancel`. Every ending it controls adds a "final" object
+    /// to run.json (rank 0): status "done", "stopped" or "failed" (an exception, rethrown), steps,
+    /// total_steps, epochs, best_metric ({name, value, epoch} or null), exit_reason, finished_at
+    /// (Unix seconds), last_checkpoint and best_checkpoint (paths or null). A run that starts or
+    /// resumes rewrites run.json without it.
     TrainResult run(const std::atomic<bool>* cancel = nullptr, const TrainCallback& callback = {});
     /// The options in effect (architecture and evaluation resize resolved).
     const TrainOptions& options() const;

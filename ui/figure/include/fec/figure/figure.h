@@ -1,11 +1,14 @@
 #pragma once
 
+#include <filesystem>
+
 // Paper-style figures: a grid of panels (rows = images, columns = views) with titles, row labels,
 // optional legends and a caption, written as PNG, SVG or PDF.
 //
 // Text layout needs fonts, so a QGuiApplication must exist before any function here is called
 // (QT_QPA_PLATFORM=offscreen is enough on a machine without a display).
 
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -14,6 +17,10 @@
 #include <QString>
 
 #include <opencv2/core.hpp>
+
+#include "fec/explain/explain.h"
+#include "fec/explain/segment_evidence.h"
+#include "fec/imaging/render.h"
 
 namespace fec::figure {
 
@@ -48,9 +55,31 @@ struct FigureOptions {
 /// image object per panel. Needs a QGuiApplication. Throws std::runtime_error naming the file on
 /// any failure (unknown extension, nothing to draw, encoding or I/O error).
 void writeFigure(const std::vector<FigureRow>& rows, const QString& path, const FigureOptions& options = {});
+/// writeFigure() at a path kept as bytes: file names that are not UTF-8 (possible on Linux) are
+/// written exactly; messages show them escaped (fec::printablePath).
+void writeFigure(const std::vector<FigureRow>& rows, const std::filesystem::path& path, const FigureOptions& options = {});
 
 /// Deep copy of an 8-bit RGB (CV_8UC3) or grey (CV_8UC1) image; a null QImage for an empty Mat.
 /// Throws std::invalid_argument for other types.
 QImage toQImage(const cv::Mat& rgb);
+
+/// The paper-style row of one explanation, as `fec explain` and the export dialog draw it: the
+/// image, then each level in `levels` (1-based), then each K-means merge in `ks`, every panel an
+/// overlay in `style` titled with its caption. `progress(step)` is called before each panel and
+/// returns false to stop (the row is then incomplete and should be dropped). Throws
+/// std::invalid_argument for a level or k out of range.
+FigureRow explanationRow(const explain::Explanation& explanation, const QString& label, const std::vector<int>& levels,
+                         const std::vector<int>& ks, const imaging::OverlayStyle& style = {},
+                         const std::function<bool(const QString&)>& progress = {});
+
+/// The evidence row of one explanation for one class (or "class versus class"): the image, the
+/// last level's segments coloured by their exact contribution, the evidence density, and the
+/// ablation effects of the level below (when computed), each on a diverging scale symmetric around
+/// zero (blue negative, red positive, zero transparent) with its range in the title and a legend.
+FigureRow evidenceRow(const explain::Explanation& explanation, const explain::EvidenceReport& report,
+                      const QString& label, const QString& className, const QString& versusName = {});
+
+/// A legend for a diverging scale: -range (blue), 0, +range (red), with `unit` after the values.
+FigureLegend divergingLegend(double range, const QString& unit = {});
 
 } // namespace fec::figure

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include <QImage>
+#include <QRect>
 #include <QString>
 #include <QWidget>
 
@@ -30,6 +31,17 @@ public:
     QString tileTitle(int head) const;
     /// Mean adjusted Rand index of a head against the block's other heads (NaN with one head).
     double meanAgreement(int head) const;
+
+    /// The colour legend under the agreement matrix, in this view's coordinates.
+    struct ColourLegend {
+        QRect matrix;    ///< the agreement matrix the legend is drawn in
+        QRect bar;       ///< the colour scale, 0 at its left end and 1 at its right end
+        QRect low, high; ///< the end labels "0" and "1", under the bar's ends
+        QRect caption;   ///< the caption, on its own line under the end labels
+        QString captionText;
+    };
+    /// Where the legend is drawn at the current size (empty rectangles while no block is shown).
+    ColourLegend colourLegend() const;
 
 Q_SIGNALS:
     void blockChanged(int index);

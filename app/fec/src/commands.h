@@ -1,0 +1,56 @@
+#pragma once
+
+// Shared pieces of the `fec` subcommands (internal to the CLI library).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <c10/core/Device.h>
+
+#include "fec/checkpoint.h"
+#include "fec/resources.h"
+
+namespace fec::cli {
+
+/// Options every command that loads a checkpoint takes.
+struct ModelOptions {
+    std::string checkpoint;
+    std::string weights = "auto";
+    std::string device = "auto";
+    std::string heads, headDims, proposals, folds;
+};
+
+/// "1,2,3" -> {1, 2, 3}; throws std::invalid_argument naming the option (`what`) otherwise.
+std::vector<int> parseIntList(const std::string& text, const char* what);
+
+void addModelOptions(CLI::App& cmd, ModelOptions& options, bool requireCheckpoint);
+LoadOptions toLoadOptions(const ModelOptions& options);
+/// Loads the checkpoint and moves the model to the chosen device.
+LoadedModel loadModel(const ModelOptions& options, c10::Device* device);
+/// "state_dict_ema (the file also has state_dict)".
+std::string weightsLine(const CheckpointInfo& info);
+
+/// A subcommand registered on the app; run() is called when it was given.
+class Command {
+public:
+    explicit Command(CLI::App* app) : m_app(app) {}
+    virtual ~Command() = default;
+    bool parsed() const { return m_app->parsed(); }
+    virtual int run() = 0;
+
+protected:
+    CLI::App* m_app;
+};
+
+/// Registers `explain` (built only with the figure library).
+void addExplainCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
+
+/// Registers `train` and `eval` (train_commands.cpp).
+void addTrainCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
+
+/// Registers predict, trace (and, with imaging, the commands that read images).
+void addImageCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
+
+}  // namespace fec::cli

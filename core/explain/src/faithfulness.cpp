@@ -1,0 +1,571 @@
+#include "fec/explain/faithfulness.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "fec/analysis.h"
+#include "fec/evidence.h"
+
+namespace fec::explain {
+namespace {
+
+constexpr double kNormEps = 1e-5;  // GroupNorm's eps in every FEC model
+
+c10::Device deviceOf(FecModelImpl& model)
+{
+    return model.parameters().front().device();
+}
+
+// Softmax probability of `target` for a batch of inputs [K, C, S, S], in chunks.
+std::vector<double> probabilities(FecModelImpl& model, const at::Tensor& inputs, int64_t target, int batch)
+{
+    c10::InferenceMode guard;
+    const auto device = deviceOf(model);
+    std::vector<double> out;
+    out.reserve(static_cast<size_t>(inputs.size(0)));
+    for (int64_t start = 0; start < inputs.size(0); start += batch) {
+        const auto end = std::min<int64_t>(inputs.size(0), start + batch);
+        const auto logits = model.forward(inputs.slice(0, start, end).to(device));
+        const auto p = at::softmax(logits.to(at::kCPU, at::kDouble), 1).select(1, target).contiguous();
+        const auto* v = p.data_ptr<double>();
+        out.insert(out.end(), v, v + p.size(0));
+    }
+    return out;
+}
+
+// Average ranks (1-based), ties sharing their mean rank.
+std::vector<double> ranks(const std::vector<double>& v)
+{
+    std::vector<size_t> idx(v.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+    std::vector<double> r(v.size());
+    for (size_t i = 0; i < idx.size();) {
+        size_t j = i;
+        while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]])
+            ++j;
+        for (size_t k = i; k <= j; ++k)
+            r[idx[k]] = 0.5 * static_cast<double>(i + j) + 1.0;
+        i = j + 1;
+    }
+    return r;
+}
+
+bool spearman(const std::vector<double>& a, const std::vector<double>& b, double& rho)
+{
+    if (a.size() < 3)
+        return false;
+    const auto ra = ranks(a), rb = ranks(b);
+    const double n = static_cast<double>(a.size());
+    const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n, mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
+    double sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i < ra.size(); ++i) {
+        sab += (ra[i] - ma) * (rb[i] - mb);
+        saa += (ra[i] - ma) * (ra[i] - ma);
+        sbb += (rb[i] - mb) * (rb[i] - mb);
+    }
+    if (saa <= 0 || sbb <= 0)
+        return false;
+    rho = sab / std::sqrt(saa * sbb);
+    return true;
+}
+
+double quantile(std::vector<double> v, double q)
+{
+    if (v.empty())
+        return 0;
+    std::sort(v.begin(), v.end());
+    const double pos = q * static_cast<double>(v.size() - 1);
+    const auto lo = static_cast<size_t>(std::floor(pos));
+    const auto hi = std::min(v.size() - 1, lo + 1);
+    return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+// Removes final segments cumulatively in `order` (indices into ablator.segments()); x = pixel
+// fraction removed, y = probability of `target`.
+double segmentDeletionAuc(SegmentAblator& ablator, const std::vector<int64_t>& segmentPixels, int64_t totalPixels,
+                          const std::vector<size_t>& order, int64_t target)
+{
+    std::vector<double> x{0.0}, y;
+    y.push_back(at::softmax(ablator.baseLogits().to(at::kDouble), 0)[target].item<double>());
+    std::vector<int32_t> removed;
+    int64_t pixels = 0;
+    for (auto i : order) {
+        removed.push_back(ablator.segments()[i]);
+        pixels += segmentPixels[i];
+        const auto logits = ablator.removing(removed);
+        x.push_back(static_cast<double>(pixels) / static_cast<double>(totalPixels));
+        y.push_back(at::softmax(logits.to(at::kDouble), 0)[target].item<double>());
+    }
+    return trapezoidAuc(x, y);
+}
+
+std::vector<size_t> orderByDescending(const std::vector<double>& score)
+{
+    std::vector<size_t> order(score.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return score[a] > score[b]; });
+    return order;
+}
+
+// Paints a per-segment value over the pixels of a compact label map [S, S].
+at::Tensor paint(const at::Tensor& labels, const std::vector<double>& value)
+{
+    auto l = labels.to(at::kInt).contiguous();
+    auto out = at::zeros(l.sizes(), at::kFloat);
+    const auto* lp = l.data_ptr<int32_t>();
+    auto* op = out.data_ptr<float>();
+    for (int64_t i = 0; i < l.numel(); ++i)
+        op[i] = lp[i] >= 0 ? static_cast<float>(value[static_cast<size_t>(lp[i])]) : 0.f;
+    return out;
+}
+
+}  // namespace
+
+std::string saliencyMethodName(SaliencyMethod method)
+{
+    switch (method) {
+    case SaliencyMethod::Evidence: return "fec_evidence";
+    case SaliencyMethod::Ablation: return "ablation_l-1";
+    case SaliencyMethod::GradCam: return "gradcam";
+    case SaliencyMethod::HiResCam: return "hirescam";
+    case SaliencyMethod::GradInput: return "grad_x_input";
+    case SaliencyMethod::Random: return "random";
+    }
+    return "?";
+}
+
+double trapezoidAuc(const std::vector<double>& x, const std::vector<double>& y)
+{
+    if (x.size() != y.size())
+        throw std::invalid_argument("trapezoidAuc: x and y differ in length");
+    double area = 0;
+    for (size_t i = 1; i < x.size(); ++i)
+        area += (x[i] - x[i - 1]) * 0.5 * (y[i] + y[i - 1]);
+    return area;
+}
+
+std::vector<int64_t> stepCounts(int64_t pixels, int steps, int64_t pixelsPerStep)
+{
+    std::vector<int64_t> counts{0};
+    if (pixelsPerStep > 0) {
+        for (int64_t c = pixelsPerStep; c < pixels; c += pixelsPerStep)
+            counts.push_back(c);
+    } else {
+        if (steps < 1)
+            throw std::invalid_argument("faithfulness: steps must be >= 1");
+        for (int k = 1; k < steps; ++k)
+            counts.push_back(static_cast<int64_t>(std::llround(static_cast<double>(pixels) * k / steps)));
+    }
+    counts.push_back(pixels);
+    return counts;
+}
+
+std::vector<int64_t> rankPixels(const at::Tensor& saliency, uint64_t seed)
+{
+    const auto s = saliency.to(at::kCPU, at::kDouble).contiguous().reshape({-1});
+    const auto* v = s.data_ptr<double>();
+    std::vector<int64_t> order(static_cast<size_t>(s.numel()));
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(seed);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return v[a] > v[b]; });
+    return order;
+}
+
+at::Tensor gaussianBlur(const at::Tensor& image, int kernel, double sigma)
+{
+    const auto x = image.to(at::kFloat).unsqueeze(0);  // [1, C, H, W]
+    const auto c = x.size(1);
+    auto k = at::arange(kernel, at::kDouble).sub((kernel - 1) / 2.0);
+    k = at::exp(k.pow(2).div(-2.0 * sigma * sigma));
+    k = k.div(k.sum()).to(at::kFloat);
+    const int64_t pad = kernel / 2;
+    auto padded = at::reflection_pad2d(x, {pad, pad, pad, pad});
+    auto h = at::conv2d(padded, k.view({1, 1, 1, kernel}).expand({c, 1, 1, kernel}).contiguous(), at::Tensor(), at::IntArrayRef{1},
+                           at::IntArrayRef{0}, at::IntArrayRef{1}, c);
+    auto v = at::conv2d(h, k.view({1, 1, kernel, 1}).expand({c, 1, kernel, 1}).contiguous(), at::Tensor(), at::IntArrayRef{1},
+                           at::IntArrayRef{0}, at::IntArrayRef{1}, c);
+    return v.squeeze(0);
+}
+
+at::Tensor imputeRemoved(const at::Tensor& image, const std::vector<uint8_t>& removed, double noiseStd, uint64_t seed)
+{
+    TORCH_CHECK(image.dim() == 3, "imputeRemoved: expected [C, H, W], got ", image.sizes());
+    const auto img = image.to(at::kCPU, at::kDouble).contiguous();
+    const int64_t ch = img.size(0), h = img.size(1), w = img.size(2), n = h * w;
+    TORCH_CHECK(static_cast<int64_t>(removed.size()) == n, "imputeRemoved: mask size differs from the image");
+    std::vector<int64_t> unknown, index(static_cast<size_t>(n), -1);
+    for (int64_t i = 0; i < n; ++i)
+        if (removed[static_cast<size_t>(i)]) {
+            index[static_cast<size_t>(i)] = static_cast<int64_t>(unknown.size());
+            unknown.push_back(i);
+        }
+    auto out = img.clone();
+    const auto m = unknown.size();
+    if (m == 0)
+        return out.to(at::kFloat);
+    const auto* src = img.data_ptr<double>();
+    auto* dst = out.data_ptr<double>();
+
+    // Row i: D_i x_i - sum_{unknown n} w_n x_n = sum_{known n} w_n v_n, with D_i the sum of the
+    // in-bounds neighbour weights: symmetric, positive semi-definite.
+    struct Link {
+        int64_t col;
+        double w;
+    };
+    std::vector<std::vector<Link>> links(m);
+    std::vector<double> diag(m, 0.0), rhs(m * static_cast<size_t>(ch), 0.0);
+    static const int dy[8] = {-1, -1, -1, 0, 0, 1, 1, 1}, dx[8] = {-1, 0, 1, -1, 1, -1, 0, 1};
+    for (size_t r = 0; r < m; ++r) {
+        const int64_t y = unknown[r] / w, x = unknown[r] % w;
+        for (int k = 0; k < 8; ++k) {
+            const int64_t ny = y + dy[k], nx = x + dx[k];
+            if (ny < 0 || ny >= h || nx < 0 || nx >= w)
+                continue;
+            const double wt = (dy[k] == 0 || dx[k] == 0) ? 1.0 / 6.0 : 1.0 / 12.0;
+            const int64_t p = ny * w + nx;
+            diag[r] += wt;
+            if (index[static_cast<size_t>(p)] >= 0)
+                links[r].push_back({index[static_cast<size_t>(p)], wt});
+            else
+                for (int64_t c = 0; c < ch; ++c)
+                    rhs[static_cast<size_t>(c) * m + r] += wt * src[c * n + p];
+        }
+    }
+    auto apply = [&](const std::vector<double>& v, std::vector<double>& res) {
+        for (size_t r = 0; r < m; ++r) {
+            double s = diag[r] * v[r];
+            for (const auto& l : links[r])
+                s -= l.w * v[static_cast<size_t>(l.col)];
+            res[r] = s;
+        }
+    };
+    std::vector<double> xv(m), rv(m), pv(m), ap(m);
+    for (int64_t c = 0; c < ch; ++c) {
+        std::fill(xv.begin(), xv.end(), 0.0);
+        std::copy(rhs.begin() + static_cast<std::ptrdiff_t>(c * m), rhs.begin() + static_cast<std::ptrdiff_t>((c + 1) * m),
+                  rv.begin());
+        pv = rv;
+        double rr = std::inner_product(rv.begin(), rv.end(), rv.begin(), 0.0);
+        const double stop = std::max(1e-24, 1e-12 * rr);  // relative residual 1e-6: far below the noise
+        for (size_t it = 0; it < 4 * m + 100 && rr > stop; ++it) {
+            apply(pv, ap);
+            const double pap = std::inner_product(pv.begin(), pv.end(), ap.begin(), 0.0);
+            if (pap <= 0)
+                break;
+            const double alpha = rr / pap;
+            for (size_t i = 0; i < m; ++i) {
+                xv[i] += alpha * pv[i];
+                rv[i] -= alpha * ap[i];
+            }
+            const double next = std::inner_product(rv.begin(), rv.end(), rv.begin(), 0.0);
+            const double beta = next / rr;
+            rr = next;
+            for (size_t i = 0; i < m; ++i)
+                pv[i] = rv[i] + beta * pv[i];
+        }
+        for (size_t r = 0; r < m; ++r)
+            dst[c * n + unknown[r]] = xv[r];
+    }
+    if (noiseStd > 0) {
+        std::mt19937_64 rng(seed);
+        std::normal_distribution<double> noise(0.0, noiseStd);
+        for (int64_t c = 0; c < ch; ++c)
+            for (auto p : unknown)
+                dst[c * n + p] += noise(rng);
+    }
+    return out.to(at::kFloat);
+}
+
+Curve deletionCurve(FecModelImpl& model, const at::Tensor& input, int64_t target, const std::vector<int64_t>& order,
+                    bool insertion, const FaithfulnessOptions& options)
+{
+    const auto image = input.to(at::kCPU, at::kFloat).contiguous();
+    const int64_t h = image.size(1), w = image.size(2), n = h * w;
+    TORCH_CHECK(static_cast<int64_t>(order.size()) == n, "deletionCurve: order covers ", order.size(),
+                " pixels, the image ", n);
+    const auto counts = stepCounts(n, options.steps, options.pixelsPerStep);
+    // rank[p] = position of pixel p in the order; step k touches the pixels with rank < counts[k].
+    auto rank = at::empty({n}, at::kLong);
+    auto* rp = rank.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i)
+        rp[order[static_cast<size_t>(i)]] = i;
+    const auto k = static_cast<int64_t>(counts.size());
+    auto thresholds = at::empty({k}, at::kLong);
+    std::copy(counts.begin(), counts.end(), thresholds.data_ptr<int64_t>());
+    const auto touched = rank.view({1, 1, h, w}).lt(thresholds.view({k, 1, 1, 1}));  // [K, 1, H, W]
+    const auto full = image.unsqueeze(0);
+    const auto start = insertion ? gaussianBlur(image, 11, 5.0).unsqueeze(0) : at::zeros_like(full);
+    const auto batch = insertion ? at::where(touched, full, start) : at::where(touched, start, full);
+    Curve c;
+    c.y = probabilities(model, batch, target, options.batch);
+    for (auto v : counts)
+        c.x.push_back(static_cast<double>(v) / static_cast<double>(n));
+    c.auc = trapezoidAuc(c.x, c.y);
+    return c;
+}
+
+RoadCurves roadCurves(FecModelImpl& model, const at::Tensor& input, int64_t target, const std::vector<int64_t>& order,
+                      const FaithfulnessOptions& options, uint64_t seed)
+{
+    const auto image = input.to(at::kCPU, at::kFloat).contiguous();
+    const int64_t n = image.size(1) * image.size(2);
+    std::vector<at::Tensor> edited;
+    for (int morf = 1; morf >= 0; --morf)
+        for (int p = 1; p <= 9; ++p) {
+            const auto count = static_cast<int64_t>(std::llround(static_cast<double>(n) * p / 10.0));
+            std::vector<uint8_t> removed(static_cast<size_t>(n), 0);
+            for (int64_t i = 0; i < count; ++i)
+                removed[static_cast<size_t>(order[static_cast<size_t>(morf ? i : n - 1 - i)])] = 1;
+            edited.push_back(imputeRemoved(image, removed, options.roadNoise, seed * 1000 + morf * 100 + p));
+        }
+    const auto prob = probabilities(model, at::stack(edited), target, options.batch);
+    RoadCurves r;
+    r.morf.assign(prob.begin(), prob.begin() + 9);
+    r.lerf.assign(prob.begin() + 9, prob.end());
+    r.morfMean = std::accumulate(r.morf.begin(), r.morf.end(), 0.0) / 9.0;
+    r.lerfMean = std::accumulate(r.lerf.begin(), r.lerf.end(), 0.0) / 9.0;
+    r.score = (r.lerfMean - r.morfMean) / 2.0;
+    return r;
+}
+
+ImageSaliency saliencyMaps(FecModelImpl& model, const at::Tensor& input)
+{
+    const auto device = deviceOf(model);
+    const auto x = input.to(at::kFloat).unsqueeze(0).to(device);
+    const int64_t s = input.size(1);
+    ImageSaliency out;
+    out.maps.resize(kSaliencyMethodCount - 1);
+
+    Trace trace;
+    {
+        at::NoGradGuard noGrad;
+        TraceOptions traceOptions;
+        traceOptions.blocks = false;
+        trace = model.forwardTraced(x, traceOptions);
+    }
+    out.predicted = trace.logits[0].argmax().item<int64_t>();
+    const auto target = out.predicted;
+    const auto pyramid = buildPyramid(trace, 0);
+    const int levels = pyramid.levelCount();
+
+    const auto evidence = computeEvidence(model, trace.finalMap);
+    const auto maps = evidenceMaps(evidence, pyramid, target);
+    out.maps[static_cast<size_t>(SaliencyMethod::Evidence)] = maps.density.to(at::kFloat);
+
+    // Ablation at level L-1, painted per pixel.
+    {
+        const int level = std::max(1, levels - 1);
+        const auto& lv = pyramid.levels[static_cast<size_t>(level - 1)];
+        SegmentAblator ablator(model, x, level, lv.nonEmpty);
+        const auto effects = ablator.singleEffects().select(1, target).to(at::kDouble).contiguous();
+        std::vector<double> value(effects.data_ptr<double>(), effects.data_ptr<double>() + effects.numel());
+        out.maps[static_cast<size_t>(SaliencyMethod::Ablation)] = paint(pyramid.pixelLabels(level), value);
+    }
+
+    // Grad-CAM and HiResCAM: the head depends on the final map alone, so gradients with respect to
+    // it come from the head applied to a leaf copy of Trace::finalMap (exact, no model change).
+    {
+        at::AutoGradMode grad(true);
+        const auto a = trace.finalMap.to(at::kCPU, at::kDouble).clone().requires_grad_(true);  // [1, D, h, w]
+        const auto normW = model.normWeight().detach().to(at::kCPU, at::kDouble);
+        const auto normB = model.normBias().detach().to(at::kCPU, at::kDouble);
+        const auto headW = model.headWeight().detach().to(at::kCPU, at::kDouble);
+        const auto headB = model.headBias().detach().to(at::kCPU, at::kDouble);
+        const auto y = at::group_norm(a, 1, normW, normB, kNormEps);
+        const auto yLeaf = y.detach().clone().requires_grad_(true);
+        auto logitOf = [&](const at::Tensor& t) {
+            return at::matmul(headW[target], t.mean({2, 3})[0]).add(headB[target]);
+        };
+        const auto gA = torch::autograd::grad({logitOf(y)}, {a})[0];
+        const auto weights = gA.mean({2, 3}, true);  // [1, D, 1, 1]
+        auto cam = at::relu(a.detach().mul(weights).sum(1, true));
+        out.maps[static_cast<size_t>(SaliencyMethod::GradCam)] =
+            at::upsample_bilinear2d(cam, {s, s}, false)[0][0].to(at::kFloat);
+        const auto gY = torch::autograd::grad({logitOf(yLeaf)}, {yLeaf})[0];
+        const auto hires = yLeaf.detach().mul(gY).sum(1, true);  // [1, 1, h, w]
+        const auto flat = hires.reshape({-1});
+        const auto segment = at::tensor(maps.segment, at::kDouble);
+        out.hiresMaxDiff = flat.sub(segment).abs().max().item<double>();
+        out.maps[static_cast<size_t>(SaliencyMethod::HiResCam)] =
+            at::upsample_bilinear2d(hires, {s, s}, false)[0][0].to(at::kFloat);
+    }
+
+    // Gradient x input through the whole network (the ATen path records gradients).
+    {
+        at::AutoGradMode grad(true);
+        const auto leaf = x.detach().clone().requires_grad_(true);
+        const auto logits = model.forward(leaf);
+        const auto g = torch::autograd::grad({logits[0][target]}, {leaf})[0];
+        out.maps[static_cast<size_t>(SaliencyMethod::GradInput)] =
+            g.mul(leaf.detach()).sum(1)[0].to(at::kCPU, at::kFloat);
+    }
+
+    // Direct contribution versus causal effect of each non-empty final segment.
+    {
+        const auto& lv = pyramid.levels[static_cast<size_t>(levels - 1)];
+        SegmentAblator ablator(model, x, levels, lv.nonEmpty);
+        const auto effects = ablator.singleEffects().select(1, target).to(at::kDouble).contiguous();
+        std::vector<double> contribution, effect;
+        for (size_t i = 0; i < lv.nonEmpty.size(); ++i) {
+            contribution.push_back(maps.segment[static_cast<size_t>(lv.nonEmpty[i])]);
+            effect.push_back(effects.data_ptr<double>()[i]);
+        }
+        out.spearmanDefined = spearman(contribution, effect, out.spearman);
+    }
+    return out;
+}
+
+MetricStats statsOf(const std::vector<double>& values)
+{
+    MetricStats s;
+    if (values.empty())
+        return s;
+    const double n = static_cast<double>(values.size());
+    s.mean = std::accumulate(values.begin(), values.end(), 0.0) / n;
+    if (values.size() > 1) {
+        double ss = 0;
+        for (auto v : values)
+            ss += (v - s.mean) * (v - s.mean);
+        s.sem = std::sqrt(ss / (n - 1.0) / n);
+    }
+    return s;
+}
+
+FaithfulnessReport faithfulnessScores(FecModelImpl& model, const train::Dataset& data, int size,
+                                      train::EvalResize resize, const FaithfulnessOptions& options,
+                                      const std::function<void(int64_t, int64_t)>& progress,
+                                      const std::atomic<bool>* cancel)
+{
+    model.eval();
+    if (model.config().numClasses <= 0)
+        throw std::invalid_argument("faithfulness: the model has no classifier");
+    constexpr int kMethods = kSaliencyMethodCount;
+    enum Metric { Deletion, Insertion, RoadMorf, RoadLerf, RoadScore, SegmentDeletion, kMetrics };
+    std::vector<std::vector<double>> values(kMethods * kMetrics);
+    auto at_ = [&](int method, int metric) -> std::vector<double>& { return values[static_cast<size_t>(method * kMetrics + metric)]; };
+    std::vector<double> byAblation, rhos;
+    FaithfulnessReport r;
+    r.size = size;
+    r.road = options.road;
+    r.steps = options.pixelsPerStep > 0 ? "pixels:" + std::to_string(options.pixelsPerStep) : std::to_string(options.steps);
+    const auto total = data.size();
+    int64_t correct = 0;
+    for (int64_t i = 0; i < total; ++i) {
+        if (cancel && cancel->load())
+            break;
+        const auto sample = data.get(i);
+        const auto input = train::evalTransform(sample.image, size, resize);
+        const auto sal = saliencyMaps(model, input);
+        const auto target = sal.predicted;
+        correct += target == sample.label;
+        r.hiresMaxDiff = std::max(r.hiresMaxDiff, sal.hiresMaxDiff);
+        if (sal.spearmanDefined)
+            rhos.push_back(sal.spearman);
+        const uint64_t imageSeed = options.seed * 1000003ULL + static_cast<uint64_t>(i);
+
+        // Final segments for segment deletion (feature-space removal at the last level).
+        Trace trace;
+        {
+            at::NoGradGuard noGrad;
+            TraceOptions traceOptions;
+            traceOptions.blocks = false;
+            trace = model.forwardTraced(input.unsqueeze(0).to(deviceOf(model)), traceOptions);
+        }
+        const auto pyramid = buildPyramid(trace, 0);
+        const int last = pyramid.levelCount();
+        const auto& lv = pyramid.levels[static_cast<size_t>(last - 1)];
+        const auto labels = pyramid.pixelLabels(last).to(at::kInt).contiguous();
+        const auto* lp = labels.data_ptr<int32_t>();
+        const auto nSeg = lv.nonEmpty.size();
+        std::vector<int64_t> segPixels(nSeg, 0);
+        for (int64_t p = 0; p < labels.numel(); ++p)
+            if (lp[p] >= 0)
+                ++segPixels[static_cast<size_t>(lp[p])];
+        SegmentAblator ablator(model, input.unsqueeze(0).to(deviceOf(model)), last, lv.nonEmpty);
+        {
+            const auto eff = ablator.singleEffects().select(1, target).to(at::kDouble).contiguous();
+            std::vector<double> e(eff.data_ptr<double>(), eff.data_ptr<double>() + eff.numel());
+            byAblation.push_back(segmentDeletionAuc(ablator, segPixels, labels.numel(), orderByDescending(e), target));
+        }
+        auto evaluate = [&](const std::vector<int64_t>& order, const std::vector<double>& segScore, uint64_t seed) {
+            std::vector<double> m(kMetrics, 0.0);
+            m[Deletion] = deletionCurve(model, input, target, order, false, options).auc;
+            m[Insertion] = deletionCurve(model, input, target, order, true, options).auc;
+            if (options.road) {
+                const auto road = roadCurves(model, input, target, order, options, seed);
+                m[RoadMorf] = road.morfMean;
+                m[RoadLerf] = road.lerfMean;
+                m[RoadScore] = road.score;
+            }
+            m[SegmentDeletion] = segmentDeletionAuc(ablator, segPixels, labels.numel(), orderByDescending(segScore), target);
+            return m;
+        };
+        for (int method = 0; method < kMethods; ++method) {
+            std::vector<double> m(kMetrics, 0.0);
+            if (method == static_cast<int>(SaliencyMethod::Random)) {
+                const int seeds = std::max(1, options.randomSeeds);
+                for (int sd = 0; sd < seeds; ++sd) {
+                    std::vector<int64_t> order(static_cast<size_t>(labels.numel()));
+                    std::iota(order.begin(), order.end(), 0);
+                    std::mt19937_64 rng(imageSeed * 31 + static_cast<uint64_t>(sd) + 7);
+                    std::shuffle(order.begin(), order.end(), rng);
+                    std::vector<double> score(nSeg);
+                    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+                    for (auto& v : score)
+                        v = uniform(rng);
+                    const auto one = evaluate(order, score, imageSeed + 17 * static_cast<uint64_t>(sd));
+                    for (int k = 0; k < kMetrics; ++k)
+                        m[static_cast<size_t>(k)] += one[static_cast<size_t>(k)] / seeds;
+                }
+            } else {
+                const auto& map = sal.maps[static_cast<size_t>(method)];
+                const auto order = rankPixels(map, imageSeed);
+                // Segment score from the map itself: the sum of its values over the segment.
+                std::vector<double> score(nSeg, 0.0);
+                const auto mp = map.to(at::kDouble).contiguous();
+                const auto* v = mp.data_ptr<double>();
+                for (int64_t p = 0; p < labels.numel(); ++p)
+                    if (lp[p] >= 0)
+                        score[static_cast<size_t>(lp[p])] += v[p];
+                m = evaluate(order, score, imageSeed);
+            }
+            for (int k = 0; k < kMetrics; ++k)
+                at_(method, k).push_back(m[static_cast<size_t>(k)]);
+        }
+        ++r.images;
+        if (progress)
+            progress(i + 1, total);
+    }
+    for (int method = 0; method < kMethods; ++method) {
+        MethodScores s;
+        s.name = saliencyMethodName(static_cast<SaliencyMethod>(method));
+        s.deletion = statsOf(at_(method, Deletion));
+        s.insertion = statsOf(at_(method, Insertion));
+        s.roadMorf = statsOf(at_(method, RoadMorf));
+        s.roadLerf = statsOf(at_(method, RoadLerf));
+        s.roadScore = statsOf(at_(method, RoadScore));
+        s.segmentDeletion = statsOf(at_(method, SegmentDeletion));
+        r.methods.push_back(s);
+    }
+    r.segmentDeletionByAblation = statsOf(byAblation);
+    r.spearmanImages = static_cast<int64_t>(rhos.size());
+    if (!rhos.empty()) {
+        r.spearmanMean = std::accumulate(rhos.begin(), rhos.end(), 0.0) / static_cast<double>(rhos.size());
+        r.spearmanMedian = quantile(rhos, 0.5);
+        r.spearmanQ1 = quantile(rhos, 0.25);
+        r.spearmanQ3 = quantile(rhos, 0.75);
+    }
+    r.top1 = r.images > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(r.images) : 0.0;
+    return r;
+}
+
+}  // namespace fec::explain

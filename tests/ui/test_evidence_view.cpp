@@ -1,0 +1,337 @@
+// The Evidence view: the class chooser follows the top-1 class, one bar per non-empty final
+// segment, the logit shown is bias + the segments' contributions (and the model's own logit), a
+// class change redraws the bars, and removing a segment shows the prediction the ablation engine
+// computes, off the GUI thread.
+
+#include <cmath>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include <QComboBox>
+#include <QSignalSpy>
+#include <QtTest/QtTest>
+
+#include <ATen/ATen.h>
+
+#include "explorer_fixture.h"
+#include "fec/evidence.h"
+#include "fec/ui/evidence_view.h"
+#include "fec/ui/image_view.h"
+#include "fec/ui/model_session.h"
+#include "fec/ui/qcustomplot_wrapper.h"
+#include "fec/ui/selection_model.h"
+
+using namespace fec::ui;
+
+namespace {
+
+// The bar values in rank order (positive and negative bars together).
+std::vector<double> barValues(QCustomPlot* plot)
+{
+    std::vector<std::pair<double, double>> bars;
+    for (int i = 0; i < 2; ++i) {
+        auto* b = qobject_cast<QCPBars*>(plot->plottable(i));
+        for (auto it = b->data()->constBegin(); it != b->data()->constEnd(); ++it)
+            bars.emplace_back(it->key, it->value);
+    }
+    std::sort(bars.begin(), bars.end());
+    std::vector<double> values;
+    for (const auto& [k, v] : bars)
+        values.push_back(v);
+    return values;
+}
+
+}  // namespace
+
+class TestEvidenceView : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void initTestCase()
+    {
+        FEC_REQUIRE_FIXTURE("tiny_seed0.pth.tar");
+        m_bundle = fec::test::loadBundle();
+        m_result = fec::test::explain(*m_bundle);
+        QVERIFY(m_result && m_result->evidence.contributions.defined());
+        QVERIFY(m_result->top.size() >= 2);
+        for (const auto& n : m_bundle->classNames)
+            m_names << QString::fromStdString(n);
+    }
+
+    void cleanupTestCase()
+    {
+        for (auto& t : m_threads)
+            t.join();
+    }
+
+    void defaultsToTopClassWithOneBarPerSegment()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.resize(1100, 700);
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        view.setClassNames(m_names);
+        view.setResult(m_result);
+        const int64_t top = m_result->top.front().index;
+        QCOMPARE(view.targetClass(), top);
+        QCOMPARE(view.classCombo()->currentIndex(), static_cast<int>(top));
+        QCOMPARE(view.classCombo()->count(), static_cast<int>(m_result->evidence.contributions.size(1)));
+        if (!m_names.isEmpty())
+            QCOMPARE(view.classCombo()->currentText(), m_names[static_cast<int>(top)]);
+        QCOMPARE(view.renderedRequestId(), m_result->requestId);
+        QCOMPARE(view.renderedImage().size(), QSize(m_result->image.cols, m_result->image.rows));
+
+        const auto& last = m_result->pyramid.levels.back();
+        QCOMPARE(view.barCount(), static_cast<int>(last.nonEmpty.size()));
+        const auto values = barValues(view.plot());
+        QCOMPARE(values.size(), last.nonEmpty.size());
+        QVERIFY(std::is_sorted(values.rbegin(), values.rend()));  // ranked, largest first
+        QCOMPARE(values.front(), view.maps().segment[view.rankedSegments().front()]);
+    }
+
+    void logitIsBiasPlusContributions()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        view.setClassNames(m_names);
+        view.setResult(m_result);
+        const auto& maps = view.maps();
+        const double sum = std::accumulate(maps.segment.begin(), maps.segment.end(), 0.0);
+        QVERIFY(std::abs(maps.logit - (maps.bias + sum)) < 1e-4);
+        const double modelLogit = m_result->trace.logits[0][view.targetClass()].item<double>();
+        QVERIFY2(std::abs(maps.logit - modelLogit) < 1e-3, qPrintable(QString::number(maps.logit - modelLogit)));
+        const QString text = view.summaryText();
+        QVERIFY2(text.contains(QString::number(maps.logit, 'f', 3)), qPrintable(text));
+        QVERIFY2(text.contains(QString::number(maps.bias, 'f', 3)), qPrintable(text));
+        QVERIFY2(text.contains(QStringLiteral("not located in any pixel")), qPrintable(text));
+    }
+
+    void switchingClassChangesTheBars()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        view.setClassNames(m_names);
+        view.setResult(m_result);
+        const auto before = barValues(view.plot());
+        const int64_t second = m_result->top[1].index;
+        view.setTargetClass(second);
+        QCOMPARE(view.targetClass(), second);
+        QCOMPARE(view.classCombo()->currentIndex(), static_cast<int>(second));
+        const auto after = barValues(view.plot());
+        QCOMPARE(after.size(), before.size());
+        QVERIFY(after != before);
+        QVERIFY(std::abs(view.maps().logit - m_result->trace.logits[0][second].item<double>()) < 1e-3);
+
+        // "versus": the bars split the difference of the two logits.
+        view.setVersusClass(m_result->top.front().index);
+        const auto logits = m_result->trace.logits[0];
+        const double diff = (logits[second] - logits[m_result->top.front().index]).item<double>();
+        QVERIFY(std::abs(view.maps().logit - diff) < 1e-3);
+        QVERIFY(view.summaryText().contains(QStringLiteral("−")));
+
+        // A class by name (as --class gives it), applied to the next result too.
+        if (!m_names.isEmpty()) {
+            EvidenceView named(&selection);
+            named.setClassNames(m_names);
+            QVERIFY(named.setTargetClassName(m_names[static_cast<int>(second)]));
+            named.setResult(m_result);
+            QCOMPARE(named.targetClass(), second);
+            QVERIFY(!named.setTargetClassName(QStringLiteral("no such class at all")));
+            QCOMPARE(named.targetClass(), m_result->top.front().index);  // falls back to top-1, says why
+        }
+    }
+
+    void hoveringTheImageMarksTheBar()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        view.setResult(m_result);
+        const int32_t segment = view.rankedSegments().front();
+        selection.setHoveredNode(m_result->pyramid.nodeOf(m_result->pyramid.levelCount(), segment));
+        auto* hover = qobject_cast<QCPBars*>(view.plot()->plottable(3));
+        QCOMPARE(hover->data()->size(), 1);
+        QCOMPARE(hover->data()->constBegin()->key, 1.0);
+        QVERIFY(!view.view()->highlight().hoveredOutline.isEmpty());
+    }
+
+    void removingTheTopSegmentShowsTheAblatedPrediction()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        view.setClassNames(m_names);
+        auto bundle = m_bundle;
+        // The model runs on one other thread at a time, as the worker would run it.
+        view.setModelRunner([this, bundle](EvidenceView::ModelTask task) {
+            for (auto& t : m_threads)
+                t.join();
+            m_threads.clear();
+            m_threads.emplace_back([bundle, task] { task(*bundle->loaded.model.ptr(), bundle->device); });
+            return true;
+        });
+        view.setResult(m_result);
+        const int64_t top = view.targetClass();
+        const int32_t segment = view.rankedSegments().front();
+        QSignalSpy spy(&view, &EvidenceView::interventionUpdated);
+        view.toggleSegment(segment);
+        QTRY_VERIFY_WITH_TIMEOUT(!view.interventionProbabilities().empty(), 20000);
+        for (auto& t : m_threads)
+            t.join();
+        m_threads.clear();
+
+        // What the engine says removing that segment does.
+        fec::SegmentAblator ablator(*m_bundle->loaded.model.ptr(), m_result->prepared.tensor.unsqueeze(0), 
+                                    m_result->pyramid.levelCount(),
+                                    std::vector<int32_t>(m_result->pyramid.levels.back().nonEmpty.begin(),
+                                                         m_result->pyramid.levels.back().nonEmpty.end()));
+        const at::Tensor expected = at::softmax(ablator.removing({segment}).to(at::kDouble), 0);
+        const double base = view.baseProbabilities()[top];
+        const double shown = view.interventionProbabilities()[top];
+        const double engine = expected[top].item<double>();
+        QVERIFY(std::abs(shown - engine) < 1e-5);
+        QVERIFY(std::abs(shown - base) > 1e-9);
+        QCOMPARE(shown > base, engine > base);
+        QVERIFY2(view.interventionText().contains(QStringLiteral("Removing 1 segment")), qPrintable(view.interventionText()));
+        QVERIFY(view.interventionText().contains(view.classCombo()->itemText(static_cast<int>(top))));
+        QCOMPARE(qobject_cast<QCPBars*>(view.plot()->plottable(2))->data()->size(), 1);  // marked bar
+
+        view.resetIntervention();
+        QVERIFY(view.interventionProbabilities().empty());
+        QVERIFY(view.interventionSegments().empty());
+        QCOMPARE(qobject_cast<QCPBars*>(view.plot()->plottable(2))->data()->size(), 0);
+    }
+
+    void lowerLevelsShowCachedAblationEffects()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        auto bundle = m_bundle;
+        int tasks = 0;
+        view.setModelRunner([this, bundle, &tasks](EvidenceView::ModelTask task) {
+            ++tasks;
+            for (auto& t : m_threads)
+                t.join();
+            m_threads.clear();
+            m_threads.emplace_back([bundle, task] { task(*bundle->loaded.model.ptr(), bundle->device); });
+            return true;
+        });
+        view.setResult(m_result);
+        const int levels = m_result->pyramid.levelCount();
+        QCOMPARE(view.level(), levels);
+        view.setLevel(1);
+        QCOMPARE(view.level(), 1);
+        QVERIFY(view.isComputingEffects());
+        QCOMPARE(view.barCount(), 0);
+        QVERIFY(view.summaryText().contains(QStringLiteral("computing")));
+        QTRY_VERIFY_WITH_TIMEOUT(!view.isComputingEffects(), 60000);
+        const auto& lv = m_result->pyramid.levels[0];
+        QCOMPARE(view.barCount(), static_cast<int>(lv.nonEmpty.size()));
+        QVERIFY(view.summaryText().contains(QStringLiteral("effect of removing")));
+        for (auto& t : m_threads)
+            t.join();
+        m_threads.clear();
+
+        // The engine's effects for the same class.
+        const std::vector<int32_t> segments(lv.nonEmpty.begin(), lv.nonEmpty.end());
+        fec::SegmentAblator ablator(*m_bundle->loaded.model.ptr(), m_result->prepared.tensor.unsqueeze(0), 1, segments);
+        const at::Tensor effects = ablator.singleEffects();
+        for (size_t i = 0; i < segments.size(); ++i)
+            QVERIFY(std::abs(view.segmentValues()[segments[i]] - effects[i][view.targetClass()].item<double>()) < 1e-4);
+
+        // Cached per image and level, all classes at once: nothing runs again.
+        const int ran = tasks;
+        view.setLevel(levels);
+        QCOMPARE(view.barCount(), static_cast<int>(m_result->pyramid.levels.back().nonEmpty.size()));
+        view.setLevel(1);
+        QVERIFY(!view.isComputingEffects());
+        const auto before = barValues(view.plot());
+        view.setTargetClass(m_result->top[1].index);
+        QVERIFY(!view.isComputingEffects());
+        QVERIFY(barValues(view.plot()) != before);
+        QCOMPARE(tasks, ran);
+    }
+
+    void cancellingEffectsShowsTheLastLevel()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        std::vector<EvidenceView::ModelTask> queued;
+        view.setModelRunner([&queued](EvidenceView::ModelTask task) {
+            queued.push_back(std::move(task));
+            return true;
+        });
+        view.setResult(m_result);
+        view.setLevel(1);
+        QVERIFY(view.isComputingEffects());
+        view.cancelEffects();
+        QVERIFY(!view.isComputingEffects());
+        QCOMPARE(view.level(), m_result->pyramid.levelCount());
+        // The cancelled task, run late, delivers nothing.
+        QCOMPARE(queued.size(), size_t(1));
+        queued.front()(*m_bundle->loaded.model.ptr(), m_bundle->device);
+        QTest::qWait(50);
+        QCOMPARE(view.level(), m_result->pyramid.levelCount());
+        QCOMPARE(view.barCount(), static_cast<int>(m_result->pyramid.levels.back().nonEmpty.size()));
+    }
+
+    // The window's path: tasks run on the session's worker thread; only the latest answer shows.
+    void interventionsRunOnTheWorkerThread()
+    {
+        ModelSession session;
+        QSignalSpy loaded(&session, &ModelSession::loaded);
+        ModelLoadOptions options;
+        options.path = fec::test::refPath("tiny_seed0.pth.tar");
+        options.device = QStringLiteral("cpu");
+        session.load(options);
+        QVERIFY(loaded.wait(30000));
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        QThread* gui = QThread::currentThread();
+        std::atomic<int> onGui{0};
+        view.setModelRunner([&session, &onGui, gui](EvidenceView::ModelTask task) {
+            return session.runOnModel([task, &onGui, gui](const ModelBundle& bundle) {
+                if (QThread::currentThread() == gui)
+                    ++onGui;
+                task(*bundle.loaded.model.ptr(), bundle.device);
+            });
+        });
+        view.setResult(m_result);
+        const auto& ranked = view.rankedSegments();
+        QVERIFY(ranked.size() >= 3);
+        view.toggleSegment(ranked[0]);
+        view.toggleSegment(ranked[1]);  // supersedes the first request
+        QVERIFY(view.interventionText().contains(QStringLiteral("computing")));
+        QTRY_VERIFY_WITH_TIMEOUT(!view.interventionProbabilities().empty(), 30000);
+        QCOMPARE(onGui.load(), 0);
+        QCOMPARE(view.interventionSegments().size(), size_t(2));
+        QVERIFY2(view.interventionText().contains(QStringLiteral("Removing 2 segments")), qPrintable(view.interventionText()));
+        const auto removed = view.interventionProbabilities();
+
+        view.setKeepOnly(true);  // keep only those two: another prediction
+        QTRY_VERIFY_WITH_TIMEOUT(view.interventionText().contains(QStringLiteral("Keeping only 2 segments")) &&
+                                     !view.interventionText().contains(QStringLiteral("…")),
+                                 30000);
+        QVERIFY(view.interventionProbabilities() != removed);
+        const double sum = std::accumulate(view.interventionProbabilities().begin(),
+                                           view.interventionProbabilities().end(), 0.0);
+        QVERIFY(std::abs(sum - 1) < 1e-6);
+        QTRY_VERIFY_WITH_TIMEOUT(!session.isBusy(), 10000);
+    }
+
+private:
+    std::shared_ptr<ModelBundle> m_bundle;
+    ExplainResultPtr m_result;
+    QStringList m_names;
+    std::vector<std::thread> m_threads;
+};
+
+QTEST_MAIN(TestEvidenceView)
+#include "test_evidence_view.moc"

@@ -1,0 +1,184 @@
+#pragma once
+
+// Why the model predicts what it predicts: the last level's segments coloured by their exact
+// contribution to a class logit (or to "class versus class") on a diverging scale, a ranked bar
+// chart of those contributions linked to the image through the SelectionModel, the bias, logit and
+// unlocated share, and interventions (remove segments, or keep only some) whose new prediction
+// the engine's SegmentAblator computes on the model's own thread.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include <QHash>
+#include <QPointer>
+#include <QStringList>
+#include <QWidget>
+
+#include "fec/evidence.h"
+#include "fec/ui/explain_result.h"
+
+class QCheckBox;
+class QComboBox;
+class QCustomPlot;
+class QCPBars;
+class QLabel;
+class QProgressBar;
+class QPushButton;
+
+namespace fec::ui {
+
+class ImageView;
+class SelectionModel;
+
+class EvidenceView : public QWidget {
+    Q_OBJECT
+public:
+    /// Work that needs the model: called on the thread that owns it, never on the GUI thread.
+    using ModelTask = std::function<void(FecModelImpl& model, const c10::Device& device)>;
+    /// Queues a task where the model lives (the window hands it to the inference worker's
+    /// thread); false when it could not (no model loaded).
+    using ModelRunner = std::function<bool(ModelTask task)>;
+
+    explicit EvidenceView(SelectionModel* selection, QWidget* parent = nullptr);
+    ~EvidenceView() override;
+
+    void setResult(ExplainResultPtr result);
+    ExplainResultPtr result() const { return m_result; }
+    /// The model's class names (index order); without them classes are called "class N".
+    void setClassNames(const QStringList& names);
+    /// Without a runner, interventions are disabled.
+    void setModelRunner(ModelRunner runner);
+
+    /// The class explained: the top-1 class until the user (or setTargetClassName) picks one.
+    int64_t targetClass() const { return m_target; }
+    int64_t versusClass() const { return m_versus; }
+    /// Chooses a class by name or index (explain::parseClass); applied when the result arrives.
+    /// False (and the reason in the summary line) when the current model has no such class.
+    bool setTargetClassName(const QString& name);
+
+    ImageView* view() const { return m_view; }
+    QComboBox* classCombo() const { return m_classCombo; }
+    QComboBox* versusCombo() const { return m_versusCombo; }
+    QCustomPlot* plot() const { return m_plot; }
+    /// Level shown: the last level (exact contributions) or a lower one (ablation effects).
+    int level() const { return m_level; }
+    /// Bars drawn: one per non-empty segment of the level shown (none while its effects compute).
+    int barCount() const { return static_cast<int>(m_order.size()); }
+    /// Raw position ids of the level shown, in bar order (largest value first).
+    const std::vector<int32_t>& rankedSegments() const { return m_order; }
+    /// Value of every raw position of the level shown: the contribution (last level) or the
+    /// ablation effect on the logit (difference) of the class (lower levels).
+    const std::vector<double>& segmentValues() const { return m_values; }
+    /// Ablation effects of a lower level are being computed.
+    bool isComputingEffects() const { return m_effectsPending; }
+    /// What is shown now (undefined tensors without a result).
+    const EvidenceMaps& maps() const { return m_maps; }
+    /// "logit … = bias … + segments … (+ not located in any pixel …)".
+    QString summaryText() const;
+    /// The prediction after the current intervention, or the reason there is none.
+    QString interventionText() const;
+    /// Softmax over every class after the current intervention; empty when none is shown.
+    const std::vector<double>& interventionProbabilities() const { return m_newProbabilities; }
+    /// Softmax of the unedited logits.
+    const std::vector<double>& baseProbabilities() const { return m_baseProbabilities; }
+    const std::vector<int32_t>& interventionSegments() const { return m_intervened; }
+    bool keepOnly() const { return m_keepOnly; }
+    /// The overlay at the image's own resolution (for export and tests).
+    QImage renderedImage() const { return m_rendered; }
+    quint64 renderedRequestId() const { return m_renderedId; }
+
+public Q_SLOTS:
+    void setTargetClass(qint64 index);
+    /// -1: no contrast class.
+    void setVersusClass(qint64 index);
+    /// Adds a final segment (raw id) to the intervention set, or takes it out.
+    void toggleSegment(qint32 segment);
+    void setKeepOnly(bool on);
+    void resetIntervention();
+    /// 1..L; levels below the last show every segment's ablation effect, computed off the GUI
+    /// thread once per image and level (all classes at once).
+    void setLevel(int level);
+    /// Stops computing ablation effects (the last level is shown again).
+    void cancelEffects();
+
+Q_SIGNALS:
+    /// A new overlay and chart are on screen.
+    void rendered();
+    /// The prediction after an intervention arrived (or the intervention was reset).
+    void interventionUpdated();
+
+protected:
+    void showEvent(QShowEvent* event) override;
+
+private:
+    void rebuildClassCombos();
+    void recompute();
+    void render();
+    void rebuildChart();
+    void updateHighlight();
+    void updateSummary();
+    void requestIntervention();
+    void requestEffects();
+    void onEffects(quint64 requestId, int level, at::Tensor effects, QString error);
+    void onIntervention(quint64 generation, std::vector<double> probabilities, QString error);
+    int segmentAtRank(double key) const;
+    int nodeOfSegment(int32_t segment) const;
+
+    QPointer<SelectionModel> m_selection;
+    ExplainResultPtr m_result;
+    QStringList m_classNames;
+    ModelRunner m_runner;
+    QString m_requestedClass;  // from setTargetClassName, resolved against the class names
+    bool m_userChoseClass = false;
+    int64_t m_target = 0;
+    int64_t m_versus = -1;
+    int m_level = 0;  // 0: the last level
+    EvidenceMaps m_maps;
+    std::vector<double> m_values;
+    at::Tensor m_shownMap;  // [inputH, inputW] float: what the overlay draws
+    double m_range = 1;
+    std::vector<int32_t> m_order;
+    QString m_classError;
+
+    ImageView* m_view = nullptr;
+    QComboBox* m_classCombo = nullptr;
+    QComboBox* m_versusCombo = nullptr;
+    QCheckBox* m_interveneCheck = nullptr;
+    QComboBox* m_interveneMode = nullptr;
+    QPushButton* m_resetButton = nullptr;
+    QWidget* m_legend = nullptr;
+    QLabel* m_summary = nullptr;
+    QLabel* m_interventionLabel = nullptr;
+    QComboBox* m_levelCombo = nullptr;
+    QProgressBar* m_progress = nullptr;
+    QPushButton* m_cancelButton = nullptr;
+    QCustomPlot* m_plot = nullptr;
+    QCPBars* m_positiveBars = nullptr;
+    QCPBars* m_negativeBars = nullptr;
+    QCPBars* m_markBars = nullptr;   // segments in the intervention set
+    QCPBars* m_hoverBars = nullptr;  // the hovered or selected segment
+
+    std::vector<int32_t> m_intervened;
+    bool m_keepOnly = false;
+    quint64 m_generation = 0;
+    std::vector<double> m_baseProbabilities, m_newProbabilities;
+    QString m_interventionError;
+    bool m_interventionPending = false;
+
+    QHash<int, at::Tensor> m_effects;  // level -> [segments, classes] effects of the current image
+    bool m_effectsPending = false;
+    QString m_effectsError;
+    std::shared_ptr<std::atomic<bool>> m_effectsCancel;
+    quint64 m_resultSerial = 0;  // tells answers for an older result apart
+
+    QImage m_rendered;
+    quint64 m_renderedId = 0;
+    bool m_dirty = false;
+};
+
+}  // namespace fec::ui

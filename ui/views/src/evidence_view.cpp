@@ -1,0 +1,884 @@
+#include "fec/ui/evidence_view.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLinearGradient>
+#include <QMetaObject>
+#include <QPainter>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSplitter>
+#include <QToolTip>
+#include <QVBoxLayout>
+
+#include "fec/explain/segment_evidence.h"
+#include "fec/figure/figure.h"
+#include "fec/imaging/render.h"
+#include "fec/ui/charts.h"
+#include "fec/ui/highlight.h"
+#include "fec/ui/image_view.h"
+#include "fec/ui/qcustomplot_wrapper.h"
+#include "fec/ui/selection_model.h"
+#include "panel_toolbar.h"
+
+namespace fec::ui {
+
+namespace {
+
+QColor divergingQColor(double t)
+{
+    const cv::Vec3b c = imaging::divergingColour(t);
+    return QColor(c[0], c[1], c[2]);
+}
+
+QString number(double v)
+{
+    return QString::number(v, 'f', std::abs(v) >= 100 ? 1 : 3);
+}
+
+QString signedNumber(double v)
+{
+    return (v >= 0 ? QStringLiteral("+") : QStringLiteral("−")) + number(std::abs(v));
+}
+
+QString segmentCount(int n)
+{
+    return n == 1 ? QObject::tr("1 segment") : QObject::tr("%1 segments").arg(n);
+}
+
+// " + label 1.234" or " − label 1.234": one term of the logit's sum.
+QString term(const QString& label, double v)
+{
+    return (v >= 0 ? QStringLiteral(" + ") : QStringLiteral(" − ")) + label + QLatin1Char(' ') + number(std::abs(v));
+}
+
+// The diverging scale with its values: -range (blue), 0 (transparent), +range (red).
+class DivergingLegend : public QWidget {
+public:
+    explicit DivergingLegend(QWidget* parent) : QWidget(parent)
+    {
+        setMinimumHeight(34);
+        setMinimumWidth(220);
+        setToolTip(QObject::tr("Contribution to the logit of each final segment: blue lowers it, red raises it; "
+                               "the scale is symmetric and zero is transparent"));
+    }
+    void setRange(double range)
+    {
+        m_range = range;
+        update();
+    }
+
+protected:
+    void paintEvent(QPaintEvent*) override
+    {
+        QPainter p(this);
+        p.setRenderHint(QPainter::Antialiasing);
+        const QFontMetrics fm(font());
+        const int barH = 10;
+        const QRect bar(6, 4, width() - 12, barH);
+        QLinearGradient g(bar.topLeft(), bar.topRight());
+        for (int i = 0; i <= 20; ++i) {
+            const double t = -1.0 + i / 10.0;
+            g.setColorAt(i / 20.0, divergingQColor(t));
+        }
+        p.fillRect(bar, g);
+        p.setPen(palette().color(QPalette::WindowText));
+        p.drawRect(bar.adjusted(0, 0, -1, -1));
+        const int y = bar.bottom() + 3 + fm.ascent();
+        const QString lo = QStringLiteral("−") + number(m_range), hi = QStringLiteral("+") + number(m_range);
+        const QString mid = QStringLiteral("0");
+        p.drawText(bar.left(), y, lo);
+        p.drawText(bar.center().x() - fm.horizontalAdvance(mid) / 2, y, mid);
+        p.drawText(bar.right() - fm.horizontalAdvance(hi), y, hi);
+    }
+
+private:
+    double m_range = 1;
+};
+
+std::vector<double> softmaxOf(const at::Tensor& logits)
+{
+    const at::Tensor p = at::softmax(logits.to(at::kDouble).flatten(), 0).contiguous();
+    return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+}
+
+}  // namespace
+
+EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget(parent), m_selection(selection)
+{
+    auto* layout = new QVBoxLayout(this);
+    layout->setContentsMargins(0, 0, 0, 0);
+    layout->setSpacing(0);
+
+    auto* bar = new PanelToolbar(this);
+    auto [classGroup, classRow] = bar->addGroup();
+    classRow->addWidget(new QLabel(tr("Class"), classGroup));
+    m_classCombo = new QComboBox(classGroup);
+    m_classCombo->setToolTip(tr("The class whose logit is split over the segments (the top-1 class by default)"));
+    m_classCombo->setMinimumContentsLength(14);
+    m_classCombo->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    classRow->addWidget(m_classCombo);
+    classRow->addWidget(new QLabel(tr("versus"), classGroup));
+    m_versusCombo = new QComboBox(classGroup);
+    m_versusCombo->setToolTip(tr("Explain the difference of the two logits: why this class rather than that one"));
+    m_versusCombo->setMinimumContentsLength(12);
+    m_versusCombo->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    classRow->addWidget(m_versusCombo);
+    connect(m_classCombo, &QComboBox::activated, this, [this](int i) {
+        m_userChoseClass = true;
+        m_requestedClass.clear();
+        setTargetClass(i);
+    });
+    connect(m_versusCombo, &QComboBox::activated, this, [this](int i) { setVersusClass(i - 1); });
+
+    auto [levelGroup, levelRow] = bar->addGroup();
+    levelRow->addWidget(new QLabel(tr("Level"), levelGroup));
+    m_levelCombo = new QComboBox(levelGroup);
+    m_levelCombo->setToolTip(tr("The last level splits the logit exactly; lower levels show the effect of removing "
+                                "each segment (computed in the background, once per image and level)"));
+    connect(m_levelCombo, &QComboBox::activated, this, [this](int i) { setLevel(i + 1); });
+    levelRow->addWidget(m_levelCombo);
+    m_progress = new QProgressBar(levelGroup);
+    m_progress->setFixedWidth(110);
+    m_progress->setFormat(tr("ablating %p%"));
+    m_progress->hide();
+    levelRow->addWidget(m_progress);
+    m_cancelButton = new QPushButton(tr("Cancel"), levelGroup);
+    m_cancelButton->setToolTip(tr("Stop computing the ablation effects"));
+    m_cancelButton->hide();
+    connect(m_cancelButton, &QPushButton::clicked, this, &EvidenceView::cancelEffects);
+    levelRow->addWidget(m_cancelButton);
+
+    auto [interveneGroup, interveneRow] = bar->addGroup();
+    m_interveneCheck = new QCheckBox(tr("Intervene"), interveneGroup);
+    m_interveneCheck->setToolTip(tr("Click segments (image or bars) to remove them, or to keep only them, and see "
+                                    "the new prediction (the network reruns after the last pool)"));
+    interveneRow->addWidget(m_interveneCheck);
+    m_interveneMode = new QComboBox(interveneGroup);
+    m_interveneMode->addItems({tr("remove clicked"), tr("keep only clicked")});
+    connect(m_interveneMode, &QComboBox::currentIndexChanged, this, [this](int i) { setKeepOnly(i == 1); });
+    interveneRow->addWidget(m_interveneMode);
+    m_resetButton = new QPushButton(tr("Reset"), interveneGroup);
+    m_resetButton->setToolTip(tr("Restore every segment"));
+    connect(m_resetButton, &QPushButton::clicked, this, &EvidenceView::resetIntervention);
+    interveneRow->addWidget(m_resetButton);
+
+    auto [legendGroup, legendRow] = bar->addGroup();
+    auto* legend = new DivergingLegend(legendGroup);
+    m_legend = legend;
+    legendRow->addWidget(m_legend);
+    layout->addWidget(bar);
+
+    m_summary = new QLabel(this);
+    m_summary->setWordWrap(true);
+    m_summary->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_summary->setContentsMargins(8, 4, 8, 2);
+    layout->addWidget(m_summary);
+    m_interventionLabel = new QLabel(this);
+    m_interventionLabel->setWordWrap(true);
+    m_interventionLabel->setContentsMargins(8, 0, 8, 4);
+    layout->addWidget(m_interventionLabel);
+
+    auto* split = new QSplitter(Qt::Horizontal, this);
+    m_view = new ImageView(split);
+    m_view->setSelectionModel(selection);
+    m_view->setNodeLookup([this](QPoint p) { return m_result ? nodeAt(m_result->pyramid, m_level, p) : -1; });
+    m_view->setPlaceholderText(tr("Open an image (Ctrl+O) to see the evidence for its prediction."));
+    connect(m_view, &ImageView::inputPixelClicked, this, [this](QPoint p) {
+        if (!m_result || !m_interveneCheck->isChecked() || p.x() < 0)
+            return;
+        const auto& pyramid = m_result->pyramid;
+        const int level = pyramid.levelCount();
+        if (m_level != level)
+            return;  // interventions act on the last level
+        const int32_t raw = pyramid.clusterAt(level, p.x(), p.y());
+        if (nodeOfSegment(raw) >= 0)
+            toggleSegment(raw);
+    });
+    split->addWidget(m_view);
+
+    const auto chart = createTitledPlot(split, tr("Segments by contribution"), tr("segments, ranked"),
+                                        tr("contribution to the logit"), QSize(260, 200),
+                                        tr("Hover a bar to find its segment; click to select it (or, with "
+                                           "Intervene, to remove it)"));
+    m_plot = chart.plot;
+    applyChartPalette(chart, palette());
+    m_plot->setInteractions(QCP::Interactions());
+    m_plot->xAxis->grid()->setVisible(false);
+    QSharedPointer<QCPAxisTickerFixed> ticker(new QCPAxisTickerFixed);
+    ticker->setTickStep(1);
+    ticker->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
+    m_plot->xAxis->setTicker(ticker);
+    m_plot->xAxis->setSubTicks(false);
+    m_positiveBars = new QCPBars(m_plot->xAxis, m_plot->yAxis);
+    m_negativeBars = new QCPBars(m_plot->xAxis, m_plot->yAxis);
+    m_markBars = new QCPBars(m_plot->xAxis, m_plot->yAxis);
+    m_hoverBars = new QCPBars(m_plot->xAxis, m_plot->yAxis);
+    m_positiveBars->setPen(Qt::NoPen);
+    m_positiveBars->setBrush(divergingQColor(0.8));
+    m_negativeBars->setPen(Qt::NoPen);
+    m_negativeBars->setBrush(divergingQColor(-0.8));
+    m_markBars->setPen(QPen(palette().color(QPalette::WindowText), 1));
+    m_markBars->setBrush(QBrush(palette().color(QPalette::WindowText), Qt::BDiagPattern));
+    m_hoverBars->setPen(QPen(QColor(255, 200, 0), 2.5));
+    m_hoverBars->setBrush(Qt::NoBrush);
+    for (auto* b : {m_positiveBars, m_negativeBars, m_markBars, m_hoverBars})
+        b->setWidth(0.8);
+    connect(m_plot, &QCustomPlot::mouseMove, this, [this](QMouseEvent* e) {
+        const int rank = segmentAtRank(m_plot->xAxis->pixelToCoord(e->position().x()));
+        const int node = rank >= 0 ? nodeOfSegment(m_order[rank]) : -1;
+        if (m_selection)
+            m_selection->setHoveredNode(node);
+        if (rank >= 0) {
+            const int32_t s = m_order[rank];
+            QToolTip::showText(e->globalPosition().toPoint(),
+                               tr("Segment %1 (rank %2): %3, %4 pixels")
+                                   .arg(s)
+                                   .arg(rank + 1)
+                                   .arg(signedNumber(m_values[s]))
+                                   .arg(m_result->pyramid.nodes[nodeOfSegment(s)].pixels),
+                               m_plot);
+        }
+    });
+    connect(m_plot, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) {
+        const int rank = segmentAtRank(m_plot->xAxis->pixelToCoord(e->position().x()));
+        if (rank < 0) {
+            if (m_selection)
+                m_selection->setSelectedNode(-1);
+            return;
+        }
+        if (m_interveneCheck->isChecked() && m_result && m_level == m_result->pyramid.levelCount())
+            toggleSegment(m_order[rank]);
+        if (m_selection)
+            m_selection->setSelectedNode(nodeOfSegment(m_order[rank]));
+    });
+    split->addWidget(m_plot);
+    split->setStretchFactor(0, 3);
+    split->setStretchFactor(1, 2);
+    layout->addWidget(split, 1);
+
+    if (selection) {
+        connect(selection, &SelectionModel::selectedNodeChanged, this, &EvidenceView::updateHighlight);
+        connect(selection, &SelectionModel::hoveredNodeChanged, this, &EvidenceView::updateHighlight);
+    }
+    setModelRunner({});
+    recompute();
+}
+
+EvidenceView::~EvidenceView() = default;
+
+void EvidenceView::setResult(ExplainResultPtr result)
+{
+    m_result = std::move(result);
+    ++m_resultSerial;
+    if (m_effectsCancel)
+        *m_effectsCancel = true;
+    m_effects.clear();
+    m_effectsPending = false;
+    m_effectsError.clear();
+    m_progress->hide();
+    m_cancelButton->hide();
+    if (m_result) {
+        const int levels = m_result->pyramid.levelCount();
+        m_level = m_level < 1 || m_level > levels ? levels : m_level;
+    }
+    m_intervened.clear();
+    ++m_generation;
+    m_newProbabilities.clear();
+    m_interventionError.clear();
+    m_interventionPending = false;
+    if (m_result)
+        m_view->setPixelMapping(pixelMappingOf(m_result->prepared.mapping));
+    else
+        m_view->setPixelMapping({});
+    rebuildClassCombos();
+    recompute();
+}
+
+void EvidenceView::setClassNames(const QStringList& names)
+{
+    m_classNames = names;
+    rebuildClassCombos();
+    if (!m_requestedClass.isEmpty())
+        recompute();
+}
+
+void EvidenceView::setModelRunner(ModelRunner runner)
+{
+    m_runner = std::move(runner);
+    const bool on = bool(m_runner);
+    m_interveneCheck->setEnabled(on);
+    m_interveneMode->setEnabled(on);
+    m_resetButton->setEnabled(on);
+    if (!on)
+        m_interveneCheck->setToolTip(tr("Interventions need the model that explained the image"));
+}
+
+bool EvidenceView::setTargetClassName(const QString& name)
+{
+    m_requestedClass = name;
+    m_userChoseClass = !name.isEmpty();
+    recompute();
+    return m_classError.isEmpty();
+}
+
+void EvidenceView::setTargetClass(qint64 index)
+{
+    if (m_result && m_result->evidence.contributions.defined()) {
+        const int64_t classes = m_result->evidence.contributions.size(1);
+        index = std::clamp<qint64>(index, 0, classes - 1);
+    }
+    m_userChoseClass = true;
+    if (index == m_target && m_requestedClass.isEmpty())
+        return;
+    m_requestedClass.clear();
+    m_target = index;
+    recompute();
+}
+
+void EvidenceView::setVersusClass(qint64 index)
+{
+    if (index == m_versus)
+        return;
+    m_versus = index;
+    recompute();
+}
+
+void EvidenceView::rebuildClassCombos()
+{
+    const QSignalBlocker b1(m_classCombo), b2(m_versusCombo);
+    m_classCombo->clear();
+    m_versusCombo->clear();
+    m_versusCombo->addItem(tr("(none)"));
+    const bool hasEvidence = m_result && m_result->evidence.contributions.defined();
+    const int64_t classes = hasEvidence ? m_result->evidence.contributions.size(1) : 0;
+    for (int64_t c = 0; c < classes; ++c) {
+        const QString name = c < m_classNames.size() ? m_classNames[static_cast<int>(c)] : tr("class %1").arg(c);
+        m_classCombo->addItem(name);
+        m_versusCombo->addItem(name);
+    }
+    m_classCombo->setEnabled(classes > 0);
+    m_versusCombo->setEnabled(classes > 1);
+    const QSignalBlocker b3(m_levelCombo);
+    m_levelCombo->clear();
+    const int levels = m_result ? m_result->pyramid.levelCount() : 0;
+    for (int l = 1; l <= levels; ++l)
+        m_levelCombo->addItem(l == levels ? tr("%1 · exact split").arg(l) : tr("%1 · ablation").arg(l));
+    m_levelCombo->setEnabled(hasEvidence && levels > 1);
+    if (m_level >= 1)
+        m_levelCombo->setCurrentIndex(m_level - 1);
+}
+
+int EvidenceView::nodeOfSegment(int32_t segment) const
+{
+    if (!m_result)
+        return -1;
+    return m_result->pyramid.nodeOf(m_level, segment);
+}
+
+int EvidenceView::segmentAtRank(double key) const
+{
+    const int rank = static_cast<int>(std::lround(key)) - 1;
+    if (rank < 0 || rank >= static_cast<int>(m_order.size()) || std::abs(key - (rank + 1)) > 0.45)
+        return -1;
+    return rank;
+}
+
+void EvidenceView::recompute()
+{
+    m_maps = EvidenceMaps();
+    m_order.clear();
+    m_values.clear();
+    m_shownMap = at::Tensor();
+    m_classError.clear();
+    m_baseProbabilities.clear();
+    const bool hasEvidence =
+        m_result && m_result->evidence.contributions.defined() && m_result->pyramid.levelCount() > 0;
+    if (hasEvidence) {
+        const auto& r = *m_result;
+        const int64_t classes = r.evidence.contributions.size(1);
+        if (!m_requestedClass.isEmpty()) {
+            std::vector<std::string> names;
+            for (int64_t c = 0; c < classes; ++c)
+                names.push_back(c < m_classNames.size() ? m_classNames[static_cast<int>(c)].toStdString()
+                                                        : std::to_string(c));
+            try {
+                m_target = explain::parseClass(m_requestedClass.toStdString(), names);
+            } catch (const std::exception& e) {
+                m_classError = QString::fromStdString(e.what());
+                m_target = r.top.empty() ? 0 : r.top.front().index;
+            }
+        } else if (!m_userChoseClass) {
+            m_target = r.top.empty() ? 0 : r.top.front().index;
+        }
+        m_target = std::clamp<int64_t>(m_target, 0, classes - 1);
+        if (m_versus >= classes || m_versus == m_target)
+            m_versus = -1;
+        m_maps = evidenceMaps(r.evidence, r.pyramid, m_target, m_versus);
+        const int levels = r.pyramid.levelCount();
+        m_level = std::clamp(m_level, 1, levels);
+        const auto& lv = r.pyramid.levels[m_level - 1];
+        if (m_level == levels) {
+            m_values = m_maps.segment;
+            m_shownMap = m_maps.total;
+        } else if (m_effects.contains(m_level)) {
+            // Effect on the logit (difference): a column of the effects, minus the contrast's.
+            at::Tensor col = m_effects.value(m_level).select(1, m_target);
+            if (m_versus >= 0)
+                col = col - m_effects.value(m_level).select(1, m_versus);
+            col = col.to(at::kDouble).contiguous();
+            m_values.assign(static_cast<size_t>(lv.gridH * lv.gridW), 0.0);
+            for (size_t i = 0; i < lv.nonEmpty.size(); ++i)
+                m_values[static_cast<size_t>(lv.nonEmpty[i])] = col.data_ptr<double>()[i];
+            const at::Tensor labels = r.pyramid.pixelLabels(m_level).to(at::kLong);
+            const at::Tensor byCompact = col.to(at::kFloat);
+            m_shownMap = at::where(labels >= 0, byCompact.index_select(0, labels.clamp_min(0).flatten()).view_as(labels),
+                                   at::zeros({}, at::kFloat));
+        } else if (!m_effectsPending) {
+            requestEffects();
+        }
+        if (!m_values.empty()) {
+            m_order.assign(lv.nonEmpty.begin(), lv.nonEmpty.end());
+            std::stable_sort(m_order.begin(), m_order.end(),
+                             [this](int32_t a, int32_t b) { return m_values[a] > m_values[b]; });
+        }
+        m_range = 0;
+        for (int32_t s : m_order)
+            m_range = std::max(m_range, std::abs(m_values[s]));
+        if (!(m_range > 0))
+            m_range = 1e-6;
+        const at::Tensor logits = r.trace.logits.defined() ? r.trace.logits[0] : r.evidence.logits()[0];
+        m_baseProbabilities = softmaxOf(logits);
+    }
+    {
+        const QSignalBlocker b1(m_classCombo), b2(m_versusCombo);
+        if (hasEvidence) {
+            const QSignalBlocker b3(m_levelCombo);
+            m_levelCombo->setCurrentIndex(m_level - 1);
+            m_classCombo->setCurrentIndex(static_cast<int>(m_target));
+            m_versusCombo->setCurrentIndex(static_cast<int>(m_versus + 1));
+        }
+    }
+    static_cast<DivergingLegend*>(m_legend)->setRange(m_range);
+    rebuildChart();
+    updateSummary();
+    render();
+    updateHighlight();
+    if (!m_intervened.empty() || m_keepOnly)
+        requestIntervention();
+}
+
+QString EvidenceView::summaryText() const
+{
+    return m_summary->text();
+}
+
+QString EvidenceView::interventionText() const
+{
+    return m_interventionLabel->text();
+}
+
+void EvidenceView::updateSummary()
+{
+    if (!m_result) {
+        m_summary->setText(tr("No image explained yet."));
+        m_interventionLabel->clear();
+        return;
+    }
+    if (!m_result->evidence.contributions.defined()) {
+        m_summary->setText(tr("This model has no classifier head (a backbone): there is no logit to split."));
+        m_interventionLabel->clear();
+        return;
+    }
+    const QString target = m_classCombo->itemText(static_cast<int>(m_target));
+    const QString what = m_versus >= 0
+                             ? tr("Logit difference ‘%1’ − ‘%2’").arg(target, m_versusCombo->itemText(static_cast<int>(m_versus + 1)))
+                             : tr("Logit of ‘%1’").arg(target);
+    const double located = m_maps.logit - m_maps.bias - m_maps.unlocated;
+    QString text = tr("%1: %2 = bias %3").arg(what, number(m_maps.logit), number(m_maps.bias)) +
+                   term(segmentCount(static_cast<int>(m_order.size())), located) +
+                   term(tr("not located in any pixel"), m_maps.unlocated) + tr(" (empty final clusters)");
+    if (!m_classError.isEmpty())
+        text = m_classError + QStringLiteral("\n") + text;
+    const int levels = m_result->pyramid.levelCount();
+    if (m_level < levels) {
+        const int n = static_cast<int>(m_result->pyramid.levels[m_level - 1].nonEmpty.size());
+        if (!m_effectsError.isEmpty())
+            text += tr("\nLevel %1: the ablation effects could not be computed: %2").arg(m_level).arg(m_effectsError);
+        else if (m_values.empty())
+            text += tr("\nLevel %1: computing the effect of removing each of its %2…").arg(m_level).arg(segmentCount(n));
+        else
+            text += tr("\nLevel %1: each bar is the effect of removing one of its %2 (logit before minus after; the "
+                       "segment is replaced by the mean of the level's segments)")
+                        .arg(m_level)
+                        .arg(segmentCount(n));
+    }
+    m_summary->setText(text);
+
+    if (!m_runner) {
+        m_interventionLabel->setText(tr("Interventions: no model available."));
+        return;
+    }
+    if (!m_interventionError.isEmpty()) {
+        m_interventionLabel->setText(tr("Intervention failed: %1").arg(m_interventionError));
+        return;
+    }
+    if (m_intervened.empty() && !m_keepOnly) {
+        m_interventionLabel->setText(m_interveneCheck->isChecked()
+                                         ? tr("Click segments to remove them (replaced by the mean of the image's segments).")
+                                         : QString());
+        return;
+    }
+    const QString count = segmentCount(static_cast<int>(m_intervened.size()));
+    const QString action = m_keepOnly ? tr("Keeping only %1").arg(count) : tr("Removing %1").arg(count);
+    if (m_interventionPending && m_newProbabilities.empty()) {
+        m_interventionLabel->setText(action + tr(": computing…"));
+        return;
+    }
+    if (m_newProbabilities.size() != m_baseProbabilities.size()) {
+        m_interventionLabel->setText(action + QStringLiteral("."));
+        return;
+    }
+    std::vector<int> order(m_newProbabilities.size());
+    std::iota(order.begin(), order.end(), 0);
+    const int shown = std::min<int>(3, static_cast<int>(order.size()));
+    std::partial_sort(order.begin(), order.begin() + shown, order.end(),
+                      [this](int a, int b) { return m_newProbabilities[a] > m_newProbabilities[b]; });
+    QStringList parts;
+    auto describe = [this](int c) {
+        const double p = m_newProbabilities[c] * 100, d = p - m_baseProbabilities[c] * 100;
+        return tr("%1 %2% (%3%4 pts)")
+            .arg(m_classCombo->itemText(c))
+            .arg(p, 0, 'f', 1)
+            .arg(d >= 0 ? QStringLiteral("+") : QStringLiteral("−"))
+            .arg(std::abs(d), 0, 'f', 1);
+    };
+    for (int i = 0; i < shown; ++i)
+        parts << describe(order[i]);
+    if (std::find(order.begin(), order.begin() + shown, static_cast<int>(m_target)) == order.begin() + shown)
+        parts << describe(static_cast<int>(m_target));
+    m_interventionLabel->setText(action + tr(" → ") + parts.join(QStringLiteral(", ")) +
+                                 (m_interventionPending ? tr(" (updating…)") : QString()));
+}
+
+void EvidenceView::rebuildChart()
+{
+    QVector<double> pk, pv, nk, nv, mk, mv;
+    for (int i = 0; i < static_cast<int>(m_order.size()); ++i) {
+        const double v = m_values[m_order[i]];
+        (v >= 0 ? pk : nk).push_back(i + 1);
+        (v >= 0 ? pv : nv).push_back(v);
+        if (std::find(m_intervened.begin(), m_intervened.end(), m_order[i]) != m_intervened.end()) {
+            mk.push_back(i + 1);
+            mv.push_back(v);
+        }
+    }
+    const bool exact = !m_result || m_level == m_result->pyramid.levelCount();
+    m_plot->yAxis->setLabel(exact ? tr("contribution to the logit") : tr("ablation effect on the logit"));
+    m_positiveBars->setData(pk, pv, true);
+    m_negativeBars->setData(nk, nv, true);
+    m_markBars->setData(mk, mv, true);
+    const int n = static_cast<int>(m_order.size());
+    m_plot->xAxis->setRange(0.3, std::max(1, n) + 0.7);
+    double lo = 0, hi = 0;
+    for (double v : pv)
+        hi = std::max(hi, v);
+    for (double v : nv)
+        lo = std::min(lo, v);
+    const double pad = std::max(1e-6, (hi - lo) * 0.06);
+    m_plot->yAxis->setRange(lo - pad, hi + pad);
+    m_plot->replot();
+}
+
+void EvidenceView::showEvent(QShowEvent* event)
+{
+    QWidget::showEvent(event);
+    if (m_dirty)
+        render();
+}
+
+void EvidenceView::render()
+{
+    if (!m_result) {
+        m_rendered = QImage();
+        m_view->setImage(QImage());
+        m_view->setCaption(QString());
+        m_dirty = false;
+        return;
+    }
+    if (!isVisible()) {
+        m_dirty = true;
+        return;
+    }
+    m_dirty = false;
+    const auto& r = *m_result;
+    if (!m_shownMap.defined()) {
+        m_rendered = figure::toQImage(r.image);
+        m_view->setImage(m_rendered);
+        m_view->setCaption(m_maps.total.defined() ? tr("Level %1 · computing ablation effects…").arg(m_level)
+                                                  : tr("No classifier head: no evidence"));
+    } else {
+        try {
+            m_rendered = figure::toQImage(imaging::divergingOverlay(r.image, m_shownMap, r.prepared.mapping, m_range));
+        } catch (const std::exception& e) {
+            m_rendered = figure::toQImage(r.image);
+            m_summary->setText(m_summary->text() + QStringLiteral("\n") + QString::fromStdString(e.what()));
+        }
+        m_view->setImage(m_rendered);
+        const auto& lv = r.pyramid.levels[m_level - 1];
+        m_view->setCaption(tr("Level %1 · %2 segments · %3 ‘%4’%5")
+                               .arg(m_level)
+                               .arg(lv.nonEmpty.size())
+                               .arg(m_level == r.pyramid.levelCount() ? tr("evidence for") : tr("ablation effects on"))
+                               .arg(m_classCombo->itemText(static_cast<int>(m_target)))
+                               .arg(m_versus >= 0 ? tr(" vs ‘%1’").arg(m_versusCombo->itemText(static_cast<int>(m_versus + 1)))
+                                                  : QString()));
+    }
+    m_renderedId = r.requestId;
+    Q_EMIT rendered();
+}
+
+void EvidenceView::updateHighlight()
+{
+    if (!m_result || !m_selection) {
+        m_view->setHighlight({});
+        m_hoverBars->data()->clear();
+        m_plot->replot();
+        return;
+    }
+    m_view->setHighlight(makeHighlight(m_result->pyramid, m_selection->selectedNode(), m_selection->hoveredNode()));
+    // The bar of the hovered (else the selected) node's final segment.
+    int node = m_selection->hoveredNode() >= 0 ? m_selection->hoveredNode() : m_selection->selectedNode();
+    const auto& pyramid = m_result->pyramid;
+    while (node >= 0 && node < static_cast<int>(pyramid.nodes.size()) && pyramid.nodes[node].level < m_level)
+        node = pyramid.nodes[node].parent;
+    if (node >= 0 && node < static_cast<int>(pyramid.nodes.size()) && pyramid.nodes[node].level != m_level)
+        node = -1;
+    QVector<double> k, v;
+    if (node >= 0 && node < static_cast<int>(pyramid.nodes.size())) {
+        const int32_t s = pyramid.nodes[node].cluster;
+        const auto it = std::find(m_order.begin(), m_order.end(), s);
+        if (it != m_order.end()) {
+            k.push_back(static_cast<double>(it - m_order.begin()) + 1);
+            v.push_back(m_values[s]);
+        }
+    }
+    m_hoverBars->setData(k, v, true);
+    m_plot->replot();
+}
+
+void EvidenceView::toggleSegment(qint32 segment)
+{
+    if (!m_result || m_result->pyramid.nodeOf(m_result->pyramid.levelCount(), segment) < 0)
+        return;
+    const auto it = std::find(m_intervened.begin(), m_intervened.end(), segment);
+    if (it != m_intervened.end())
+        m_intervened.erase(it);
+    else
+        m_intervened.push_back(segment);
+    rebuildChart();
+    requestIntervention();
+}
+
+void EvidenceView::setKeepOnly(bool on)
+{
+    if (on == m_keepOnly)
+        return;
+    m_keepOnly = on;
+    {
+        const QSignalBlocker block(m_interveneMode);
+        m_interveneMode->setCurrentIndex(on ? 1 : 0);
+    }
+    requestIntervention();
+}
+
+void EvidenceView::resetIntervention()
+{
+    m_intervened.clear();
+    rebuildChart();
+    requestIntervention();
+}
+
+void EvidenceView::requestIntervention()
+{
+    const quint64 generation = ++m_generation;
+    m_interventionError.clear();
+    const bool nothing = m_intervened.empty() && !m_keepOnly;
+    if (!m_result || !m_result->evidence.contributions.defined() || !m_runner || nothing ||
+        (m_keepOnly && m_intervened.empty())) {
+        m_newProbabilities.clear();
+        m_interventionPending = false;
+        updateSummary();
+        Q_EMIT interventionUpdated();
+        return;
+    }
+    m_interventionPending = true;
+    updateSummary();
+    const at::Tensor input = m_result->prepared.tensor;
+    const int level = m_result->pyramid.levelCount();
+    const auto& last = m_result->pyramid.levels.back();
+    std::vector<int32_t> segments(last.nonEmpty.begin(), last.nonEmpty.end());
+    const std::vector<int32_t> chosen = m_intervened;
+    const bool keepOnly = m_keepOnly;
+    QPointer<EvidenceView> self(this);
+    // Runs where the model lives; the answer comes back queued, and only the latest is shown.
+    const bool queued = m_runner([=](FecModelImpl& model, const c10::Device& device) {
+        std::vector<double> probabilities;
+        QString error;
+        try {
+            SegmentAblator ablator(model, input.unsqueeze(0).to(device), level, segments);
+            probabilities = softmaxOf(keepOnly ? ablator.keepingOnly(chosen) : ablator.removing(chosen));
+        } catch (const c10::Error& e) {
+            error = QString::fromStdString(e.what_without_backtrace());
+        } catch (const std::exception& e) {
+            error = QString::fromStdString(e.what());
+        } catch (...) {
+            error = QStringLiteral("unknown error");
+        }
+        if (self)
+            QMetaObject::invokeMethod(
+                self.data(),
+                [self, generation, probabilities = std::move(probabilities), error]() mutable {
+                    if (self)
+                        self->onIntervention(generation, std::move(probabilities), error);
+                },
+                Qt::QueuedConnection);
+    });
+    if (!queued) {
+        m_interventionPending = false;
+        m_interventionError = tr("no model is loaded");
+        updateSummary();
+        Q_EMIT interventionUpdated();
+    }
+}
+
+void EvidenceView::setLevel(int level)
+{
+    if (!m_result) {
+        m_level = std::max(level, 1);
+        return;
+    }
+    level = std::clamp(level, 1, m_result->pyramid.levelCount());
+    if (level == m_level)
+        return;
+    m_level = level;
+    if (m_selection)
+        m_selection->setHoveredNode(-1);
+    recompute();
+}
+
+void EvidenceView::cancelEffects()
+{
+    if (m_effectsCancel)
+        *m_effectsCancel = true;
+    const bool wasPending = m_effectsPending;
+    m_effectsPending = false;
+    m_progress->hide();
+    m_cancelButton->hide();
+    if (wasPending && m_result && m_level != m_result->pyramid.levelCount() && !m_effects.contains(m_level)) {
+        m_level = m_result->pyramid.levelCount();
+        recompute();
+    }
+}
+
+void EvidenceView::requestEffects()
+{
+    if (!m_result || !m_runner) {
+        m_effectsError = tr("no model is loaded");
+        return;
+    }
+    if (m_effectsCancel)
+        *m_effectsCancel = true;
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    m_effectsCancel = cancel;
+    m_effectsError.clear();
+    const int level = m_level;
+    const auto& lv = m_result->pyramid.levels[level - 1];
+    std::vector<int32_t> segments(lv.nonEmpty.begin(), lv.nonEmpty.end());
+    const AblationOptions options;
+    const int batches = static_cast<int>((segments.size() + options.batch - 1) / options.batch);
+    m_progress->setRange(0, std::max(1, batches));
+    m_progress->setValue(0);
+    m_progress->show();
+    m_cancelButton->show();
+    m_effectsPending = true;
+    const at::Tensor input = m_result->prepared.tensor;
+    const quint64 serial = m_resultSerial;
+    QPointer<EvidenceView> self(this);
+    const bool queued = m_runner([=](FecModelImpl& model, const c10::Device& device) {
+        if (*cancel)
+            return;
+        at::Tensor effects;
+        QString error;
+        int done = 0;
+        try {
+            SegmentAblator ablator(model, input.unsqueeze(0).to(device), level, segments, options);
+            effects = ablator.singleEffects([&] {
+                if (*cancel)
+                    throw std::runtime_error("cancelled");
+                if (done++ > 0 && self)
+                    QMetaObject::invokeMethod(
+                        self.data(), [self, done] { if (self) self->m_progress->setValue(done - 1); }, Qt::QueuedConnection);
+            });
+        } catch (const c10::Error& e) {
+            error = QString::fromStdString(e.what_without_backtrace());
+        } catch (const std::exception& e) {
+            error = QString::fromStdString(e.what());
+        } catch (...) {
+            error = QStringLiteral("unknown error");
+        }
+        if (*cancel || !self)
+            return;
+        QMetaObject::invokeMethod(
+            self.data(),
+            [self, serial, level, effects, error] {
+                if (self)
+                    self->onEffects(serial, level, effects, error);
+            },
+            Qt::QueuedConnection);
+    });
+    if (!queued) {
+        m_effectsPending = false;
+        m_progress->hide();
+        m_cancelButton->hide();
+        m_effectsError = tr("no model is loaded");
+    }
+}
+
+void EvidenceView::onEffects(quint64 requestId, int level, at::Tensor effects, QString error)
+{
+    if (requestId != m_resultSerial || !m_result)
+        return;
+    m_effectsPending = false;
+    m_progress->hide();
+    m_cancelButton->hide();
+    if (error.isEmpty())
+        m_effects.insert(level, effects);
+    else
+        m_effectsError = error;
+    if (level == m_level)
+        recompute();
+}
+
+void EvidenceView::onIntervention(quint64 generation, std::vector<double> probabilities, QString error)
+{
+    if (generation != m_generation)
+        return;
+    m_interventionPending = false;
+    m_interventionError = error;
+    m_newProbabilities = std::move(probabilities);
+    updateSummary();
+    Q_EMIT interventionUpdated();
+}
+
+}  // namespace fec::ui

@@ -34,27 +34,39 @@ int main(int argc, char** argv)
     QApplication::setDesktopFileName(QStringLiteral("fec-explorer"));
 
     QCommandLineParser parser;
-    parser.setApplicationDescription(QStringLiteral("Explore how an FEC clustering network groups the pixels of images."));
+    parser.setApplicationDescription(
+        QStringLiteral("Explore how an FEC clustering network groups the pixels of images."));
     parser.addHelpOption();
     parser.addVersionOption();
-    const QCommandLineOption checkpoint(QStringLiteral("checkpoint"), QStringLiteral("FEC checkpoint to load."), QStringLiteral("CKPT"));
-    const QCommandLineOption view(QStringLiteral("view"), QStringLiteral("View to show: pyramid, compare, hierarchy, 3d, heads, statistics, evidence."),
-                                  QStringLiteral("VIEW"));
-    const QCommandLineOption level(QStringLiteral("level"), QStringLiteral("Pyramid level to show (1 = finest)."), QStringLiteral("N"));
-    const QCommandLineOption k(QStringLiteral("k"), QStringLiteral("Show the K-means merge into K groups."), QStringLiteral("K"));
-    const QCommandLineOption screenshot(QStringLiteral("screenshot"),
-                                        QStringLiteral("Save the window to FILE.png once every view has drawn, then exit."),
-                                        QStringLiteral("FILE.png"));
-    const QCommandLineOption size(QStringLiteral("size"), QStringLiteral("Model input side (default: from the checkpoint, else 224)."),
+    const QCommandLineOption checkpoint(QStringLiteral("checkpoint"), QStringLiteral("FEC checkpoint to load."),
+                                        QStringLiteral("CKPT"));
+    const QCommandLineOption view(
+        QStringLiteral("view"),
+        QStringLiteral("View to show: pyramid, compare, hierarchy, 3d, heads, statistics, evidence."),
+        QStringLiteral("VIEW"));
+    const QCommandLineOption level(QStringLiteral("level"), QStringLiteral("Pyramid level to show (1 = finest)."),
+                                   QStringLiteral("N"));
+    const QCommandLineOption k(QStringLiteral("k"), QStringLiteral("Show the K-means merge into K groups."),
+                               QStringLiteral("K"));
+    const QCommandLineOption screenshot(
+        QStringLiteral("screenshot"),
+        QStringLiteral("Save the window to FILE.png once every view has drawn, then exit."),
+        QStringLiteral("FILE.png"));
+    const QCommandLineOption size(QStringLiteral("size"),
+                                  QStringLiteral("Model input side (default: from the checkpoint, else 224)."),
                                   QStringLiteral("S"));
-    const QCommandLineOption preprocess(QStringLiteral("preprocess"), QStringLiteral("squash (resize) or crop (centre crop)."),
+    const QCommandLineOption preprocess(QStringLiteral("preprocess"),
+                                        QStringLiteral("squash (resize) or crop (centre crop)."),
                                         QStringLiteral("squash|crop"));
-    const QCommandLineOption device(QStringLiteral("device"), QStringLiteral("auto, cpu or cuda."), QStringLiteral("auto|cpu|cuda"));
-    const QCommandLineOption className(QStringLiteral("class"),
-                                       QStringLiteral("Class the Evidence view explains, by name or index (default: the top-1 class)."),
-                                       QStringLiteral("NAME"));
+    const QCommandLineOption device(QStringLiteral("device"), QStringLiteral("auto, cpu or cuda."),
+                                    QStringLiteral("auto|cpu|cuda"));
+    const QCommandLineOption className(
+        QStringLiteral("class"),
+        QStringLiteral("Class the Evidence view explains, by name or index (default: the top-1 class)."),
+        QStringLiteral("NAME"));
     parser.addOptions({checkpoint, view, level, k, screenshot, size, preprocess, device, className});
-    parser.addPositionalArgument(QStringLiteral("IMAGE"), QStringLiteral("Images or folders to open."), QStringLiteral("[IMAGE...]"));
+    parser.addPositionalArgument(QStringLiteral("IMAGE"), QStringLiteral("Images or folders to open."),
+                                 QStringLiteral("[IMAGE...]"));
     parser.process(app);
 
     const auto usageError = [](const QString& message) {
@@ -63,7 +75,9 @@ int main(int argc, char** argv)
     };
     fec::ui::MainWindow::View startView = fec::ui::MainWindow::View::Pyramid;
     if (parser.isSet(view) && !fec::ui::MainWindow::viewFromName(parser.value(view), &startView))
-        return usageError(QStringLiteral("unknown --view '%1' (pyramid, compare, hierarchy, 3d, heads, statistics, evidence)").arg(parser.value(view)));
+        return usageError(
+            QStringLiteral("unknown --view '%1' (pyramid, compare, hierarchy, 3d, heads, statistics, evidence)")
+                .arg(parser.value(view)));
     auto intOption = [&](const QCommandLineOption& option, int min, int* out) {
         if (!parser.isSet(option))
             return true;
@@ -79,7 +93,8 @@ int main(int argc, char** argv)
     if (!intOption(size, 8, &sizeValue))
         return usageError(QStringLiteral("--size takes an input side in pixels (e.g. 224)"));
     const QString preprocessValue = parser.value(preprocess);
-    if (parser.isSet(preprocess) && preprocessValue != QLatin1String("squash") && preprocessValue != QLatin1String("crop"))
+    if (parser.isSet(preprocess) && preprocessValue != QLatin1String("squash") &&
+        preprocessValue != QLatin1String("crop"))
         return usageError(QStringLiteral("--preprocess takes squash or crop"));
     const QString deviceValue = parser.value(device);
     if (parser.isSet(device) && deviceValue != QLatin1String("auto") && deviceValue != QLatin1String("cpu") &&

@@ -278,8 +278,8 @@ std::vector<EncodingPartition> encodingPartitions(const Trace& trace, int index)
         const auto n = part.assign.size(1);
         for (int i = 0; i < block.heads; ++i)
             for (int j = i + 1; j < block.heads; ++j) {
-                const double ari = adjustedRandIndex(part.assign[i].data_ptr<int64_t>(),
-                                                     part.assign[j].data_ptr<int64_t>(), n);
+                const double ari =
+                    adjustedRandIndex(part.assign[i].data_ptr<int64_t>(), part.assign[j].data_ptr<int64_t>(), n);
                 part.agreement[i][j] = ari;
                 part.agreement[j][i] = ari;
             }

@@ -163,9 +163,8 @@ StateDict stripPrefixes(StateDict dict, CheckpointInfo& info)
     if (cut > 0)
         for (auto& kv : dict)
             kv.first.erase(0, cut);
-    const bool hasBackbone = std::any_of(dict.begin(), dict.end(), [](const auto& kv) {
-        return kv.first.rfind("backbone.", 0) == 0;
-    });
+    const bool hasBackbone =
+        std::any_of(dict.begin(), dict.end(), [](const auto& kv) { return kv.first.rfind("backbone.", 0) == 0; });
     if (hasBackbone) {
         StateDict kept;
         for (auto& kv : dict) {
@@ -231,10 +230,14 @@ WeightsChoice parseWeightsChoice(const std::string& text)
 std::string toString(CheckpointLayout layout)
 {
     switch (layout) {
-    case CheckpointLayout::Unknown: return "";
-    case CheckpointLayout::TimmTraining: return "timm training checkpoint";
-    case CheckpointLayout::ModelEntry: return "checkpoint with a 'model' entry";
-    case CheckpointLayout::BareStateDict: return "bare state_dict";
+    case CheckpointLayout::Unknown:
+        return "";
+    case CheckpointLayout::TimmTraining:
+        return "timm training checkpoint";
+    case CheckpointLayout::ModelEntry:
+        return "checkpoint with a 'model' entry";
+    case CheckpointLayout::BareStateDict:
+        return "bare state_dict";
     }
     return "";
 }
@@ -242,11 +245,16 @@ std::string toString(CheckpointLayout layout)
 std::string toString(WeightsEntry entry)
 {
     switch (entry) {
-    case WeightsEntry::Unknown: return "";
-    case WeightsEntry::StateDictEma: return "state_dict_ema";
-    case WeightsEntry::StateDict: return "state_dict";
-    case WeightsEntry::Model: return "model";
-    case WeightsEntry::TopLevel: return "(top level)";
+    case WeightsEntry::Unknown:
+        return "";
+    case WeightsEntry::StateDictEma:
+        return "state_dict_ema";
+    case WeightsEntry::StateDict:
+        return "state_dict";
+    case WeightsEntry::Model:
+        return "model";
+    case WeightsEntry::TopLevel:
+        return "(top level)";
     }
     return "";
 }
@@ -262,23 +270,44 @@ at::Tensor toTensor(const pickle::TensorRef& ref, const pickle::Storage& storage
     using pickle::DType;
     at::ScalarType type;
     switch (ref.dtype) {
-    case DType::Float32: type = at::kFloat; break;
-    case DType::Float64: type = at::kDouble; break;
-    case DType::Float16: type = at::kHalf; break;
-    case DType::BFloat16: type = at::kBFloat16; break;
-    case DType::Int64: type = at::kLong; break;
-    case DType::Int32: type = at::kInt; break;
-    case DType::Int16: type = at::kShort; break;
-    case DType::Int8: type = at::kChar; break;
-    case DType::UInt8: type = at::kByte; break;
-    case DType::Bool: type = at::kBool; break;
-    default: throw std::invalid_argument("unsupported tensor type");
+    case DType::Float32:
+        type = at::kFloat;
+        break;
+    case DType::Float64:
+        type = at::kDouble;
+        break;
+    case DType::Float16:
+        type = at::kHalf;
+        break;
+    case DType::BFloat16:
+        type = at::kBFloat16;
+        break;
+    case DType::Int64:
+        type = at::kLong;
+        break;
+    case DType::Int32:
+        type = at::kInt;
+        break;
+    case DType::Int16:
+        type = at::kShort;
+        break;
+    case DType::Int8:
+        type = at::kChar;
+        break;
+    case DType::UInt8:
+        type = at::kByte;
+        break;
+    case DType::Bool:
+        type = at::kBool;
+        break;
+    default:
+        throw std::invalid_argument("unsupported tensor type");
     }
     if (static_cast<int64_t>(storage.bytes.size()) < storage.numel * static_cast<int64_t>(pickle::dtypeSize(ref.dtype)))
         throw std::invalid_argument("storage " + ref.storageKey + " is shorter than its element count");
     // The reader validated offset/sizes/strides against the storage; view then copy out.
-    auto whole = at::from_blob(const_cast<uint8_t*>(storage.bytes.data()), {storage.numel},
-                               at::TensorOptions().dtype(type));
+    auto whole =
+        at::from_blob(const_cast<uint8_t*>(storage.bytes.data()), {storage.numel}, at::TensorOptions().dtype(type));
     return whole.as_strided(ref.sizes, ref.strides, ref.offset).clone(at::MemoryFormat::Contiguous);
 }
 
@@ -288,15 +317,32 @@ pickle::ValuePtr tensorValue(const at::Tensor& tensor, std::map<std::string, pic
     auto t = tensor.detach().to(at::kCPU).contiguous();
     DType dtype;
     switch (t.scalar_type()) {
-    case at::kFloat: dtype = DType::Float32; break;
-    case at::kDouble: dtype = DType::Float64; break;
-    case at::kHalf: dtype = DType::Float16; break;
-    case at::kBFloat16: dtype = DType::BFloat16; break;
-    case at::kLong: dtype = DType::Int64; break;
-    case at::kInt: dtype = DType::Int32; break;
-    case at::kByte: dtype = DType::UInt8; break;
-    case at::kBool: dtype = DType::Bool; break;
-    default: throw std::invalid_argument("cannot save tensors of type " + std::string(c10::toString(t.scalar_type())));
+    case at::kFloat:
+        dtype = DType::Float32;
+        break;
+    case at::kDouble:
+        dtype = DType::Float64;
+        break;
+    case at::kHalf:
+        dtype = DType::Float16;
+        break;
+    case at::kBFloat16:
+        dtype = DType::BFloat16;
+        break;
+    case at::kLong:
+        dtype = DType::Int64;
+        break;
+    case at::kInt:
+        dtype = DType::Int32;
+        break;
+    case at::kByte:
+        dtype = DType::UInt8;
+        break;
+    case at::kBool:
+        dtype = DType::Bool;
+        break;
+    default:
+        throw std::invalid_argument("cannot save tensors of type " + std::string(c10::toString(t.scalar_type())));
     }
     const std::string key = std::to_string(storages.size());
     pickle::Storage storage;
@@ -352,8 +398,7 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
     info.hasEma = ema && isStateDictLike(*ema);
     if (stateDict || ema) {
         info.layout = CheckpointLayout::TimmTraining;
-        bool useEma = options.weights == WeightsChoice::Ema ||
-                      (options.weights == WeightsChoice::Auto && info.hasEma);
+        bool useEma = options.weights == WeightsChoice::Ema || (options.weights == WeightsChoice::Auto && info.hasEma);
         if (useEma && !info.hasEma)
             throw fail("--weights ema requested but the checkpoint has no state_dict_ema");
         if (!useEma && !(stateDict && isStateDictLike(*stateDict)))
@@ -398,7 +443,8 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
         if (it == archive.storages.end())
             throw fail("tensor '" + k->s + "' refers to a missing storage");
         const auto& t = v->tensor;
-        std::string view = t.storageKey + "|" + std::to_string(t.offset) + "|" + shapeText(t.sizes) + shapeText(t.strides);
+        std::string view =
+            t.storageKey + "|" + std::to_string(t.offset) + "|" + shapeText(t.sizes) + shapeText(t.strides);
         auto cached = views.find(view);
         if (cached != views.end()) {
             dict.emplace_back(k->s, cached->second);
@@ -464,8 +510,8 @@ StateDict readStateDict(const std::string& path, const LoadOptions& options, Che
             }
         } else if (key == "optimizer" || key == "model") {
             info.extras.emplace_back(key, v->describe());
-        } else if (v->kind == Value::Kind::Int || v->kind == Value::Kind::Float ||
-                   v->kind == Value::Kind::String || v->kind == Value::Kind::Bool) {
+        } else if (v->kind == Value::Kind::Int || v->kind == Value::Kind::Float || v->kind == Value::Kind::String ||
+                   v->kind == Value::Kind::Bool) {
             info.extras.emplace_back(key, valueToJson(*v));
         } else {
             info.extras.emplace_back(key, v->describe());

@@ -6,9 +6,9 @@
 // time in overheads, not arithmetic: OpenBLAS's batched product of keys [n, d] with 4-16 centres
 // ran at 5 GFLOP/s, index_add_ walks its rows one tensor op at a time, and gather + permute copy
 // every dispatched row twice. These kernels do the same arithmetic, sums in the same order, with
-// one oneDNN grouped 1x1 convolution for the products and plain loops for sums and dispatch. They apply to float32 CPU tensors when no autograd graph is recorded (useClusterKernels);
-// model.cpp keeps the ATen path for everything else (CUDA, training, gradients), and the tests
-// compare the two.
+// one oneDNN grouped 1x1 convolution for the products and plain loops for sums and dispatch. They apply to float32 CPU
+// tensors when no autograd graph is recorded (useClusterKernels); model.cpp keeps the ATen path for everything else
+// (CUDA, training, gradients), and the tests compare the two.
 
 #include <utility>
 

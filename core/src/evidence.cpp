@@ -60,8 +60,8 @@ EvidenceMaps evidenceMaps(const Evidence& evidence, const SegmentPyramid& pyrami
     const int64_t classes = evidence.contributions.size(1);
     const auto checkClass = [classes](int64_t c, const char* what) {
         if (c < 0 || c >= classes)
-            throw std::out_of_range(std::string(what) + " " + std::to_string(c) + " is out of range: the model has classes 0 to " +
-                                    std::to_string(classes - 1));
+            throw std::out_of_range(std::string(what) + " " + std::to_string(c) +
+                                    " is out of range: the model has classes 0 to " + std::to_string(classes - 1));
     };
     checkClass(target, "class");
     if (versus >= 0)
@@ -129,9 +129,12 @@ AblationBaseline parseAblationBaseline(const std::string& text)
 std::string ablationBaselineName(AblationBaseline baseline)
 {
     switch (baseline) {
-    case AblationBaseline::Mean: return "mean";
-    case AblationBaseline::Zero: return "zero";
-    case AblationBaseline::Dataset: return "dataset";
+    case AblationBaseline::Mean:
+        return "mean";
+    case AblationBaseline::Zero:
+        return "zero";
+    case AblationBaseline::Dataset:
+        return "dataset";
     }
     return "mean";
 }
@@ -158,17 +161,19 @@ SegmentAblator::SegmentAblator(FecModelImpl& model, const at::Tensor& input, int
         if (m_segments.empty()) {
             m_baseline = flat.mean(1);
         } else {
-            const auto ids = at::tensor(std::vector<int64_t>(m_segments.begin(), m_segments.end()), at::kLong)
-                                 .to(m_pooled.device());
+            const auto ids =
+                at::tensor(std::vector<int64_t>(m_segments.begin(), m_segments.end()), at::kLong).to(m_pooled.device());
             m_baseline = flat.index_select(1, ids).mean(1);
         }
         break;
     }
-    case AblationBaseline::Zero: m_baseline = at::zeros({width}, m_pooled.options()); break;
+    case AblationBaseline::Zero:
+        m_baseline = at::zeros({width}, m_pooled.options());
+        break;
     case AblationBaseline::Dataset:
         if (!options.datasetMean.defined() || options.datasetMean.numel() != width)
-            throw std::invalid_argument("ablation: the dataset baseline needs a mean feature of " + std::to_string(width) +
-                                        " values for level " + std::to_string(level) +
+            throw std::invalid_argument("ablation: the dataset baseline needs a mean feature of " +
+                                        std::to_string(width) + " values for level " + std::to_string(level) +
                                         " (compute one with `fec evidence-stats`)");
         m_baseline = options.datasetMean.reshape({width}).to(m_pooled.options());
         break;

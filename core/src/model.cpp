@@ -34,8 +34,7 @@ std::pair<at::Tensor, at::Tensor> affine(torch::nn::Module& parent, const std::s
     return {w, b};
 }
 
-std::pair<at::Tensor, at::Tensor> groupNorm(torch::nn::Module& parent, const std::string& name,
-                                            int64_t channels)
+std::pair<at::Tensor, at::Tensor> groupNorm(torch::nn::Module& parent, const std::string& name, int64_t channels)
 {
     auto module = child(parent, name);
     auto w = module->register_parameter("weight", at::ones({channels}));
@@ -65,8 +64,8 @@ at::Tensor pointwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
 at::Tensor skipConvolution(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 {
     if (detail::useClusterKernels(x))
-        return at::mkldnn_convolution(channelsLast(x), w.contiguous(at::MemoryFormat::ChannelsLast), b, {1, 1},
-                                      {2, 2}, {1, 1}, 1);
+        return at::mkldnn_convolution(channelsLast(x), w.contiguous(at::MemoryFormat::ChannelsLast), b, {1, 1}, {2, 2},
+                                      {1, 1}, 1);
     return at::conv2d(x, w, b, /*stride=*/2, /*padding=*/1);
 }
 
@@ -103,8 +102,7 @@ at::Tensor inverseNorms(const at::Tensor& x)
 // faster); uneven sizes use adaptive pooling's overlapping windows.
 at::Tensor poolCentres(const at::Tensor& regionTokens, int64_t oh, int64_t ow)
 {
-    const auto g = regionTokens.size(0), h = regionTokens.size(1), w = regionTokens.size(2),
-               c = regionTokens.size(3);
+    const auto g = regionTokens.size(0), h = regionTokens.size(1), w = regionTokens.size(2), c = regionTokens.size(3);
     auto image = fromTokens(regionTokens);
     at::Tensor pooled;
     if (h % oh == 0 && w % ow == 0 && h / oh == w / ow) {
@@ -203,8 +201,9 @@ at::Tensor pointwiseRows(const at::Tensor& rows, const at::Tensor& w, const at::
 {
     const auto m = rows.size(0), in = rows.size(1), out = w.size(0);
     auto image = rows.view({1, m, 1, in}).permute({0, 3, 1, 2});
-    auto y = at::mkldnn_convolution(image, w.contiguous().view({out, in, 1, 1}), b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt,
-                                    {0, 0}, {1, 1}, {1, 1}, 1);
+    auto y =
+        at::mkldnn_convolution(image, w.contiguous().view({out, in, 1, 1}),
+                               b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt, {0, 0}, {1, 1}, {1, 1}, 1);
     return y.permute({0, 2, 3, 1}).reshape({m, out});
 }
 
@@ -285,10 +284,8 @@ at::Tensor addPositionChannels(const at::Tensor& x)
     return at::cat({x, rows.expand({b, 1, h, w}), cols.expand({b, 1, h, w})}, 1);
 }
 
-ClusterImpl::ClusterImpl(int dim, int heads, int headDim, int proposalW, int proposalH, int foldW,
-                         int foldH)
-    : m_heads(heads), m_headDim(headDim), m_proposalW(proposalW), m_proposalH(proposalH),
-      m_foldW(foldW), m_foldH(foldH)
+ClusterImpl::ClusterImpl(int dim, int heads, int headDim, int proposalW, int proposalH, int foldW, int foldH)
+    : m_heads(heads), m_headDim(headDim), m_proposalW(proposalW), m_proposalH(proposalH), m_foldW(foldW), m_foldH(foldH)
 {
     TORCH_CHECK(heads > 0 && headDim > 0 && proposalW > 0 && proposalH > 0 && foldW > 0 && foldH > 0,
                 "invalid Cluster configuration");
@@ -326,7 +323,7 @@ at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
         // cluster_kernels.h). Layout [n, g, heads, o] lets one grouped convolution produce
         // every head's products.
         auto kvParts = kv.reshape({g, n, 2, heads, d});
-        auto keys = kvParts.select(2, 0);  // [g, n, heads, d]
+        auto keys = kvParts.select(2, 0);                                               // [g, n, heads, d]
         auto centreParts = centres.view({g, o, 2, heads, d}).permute({2, 0, 3, 1, 4});  // [2, g, heads, o, d]
         auto keyCentres = normalizeLast(centreParts.select(0, 0));
         // One grouped convolution beats the batched product from a few hundred positions on;
@@ -336,7 +333,8 @@ at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
             dots = detail::groupedCentreDots(keys, keyCentres);
         } else {
             auto keyRows = keys.permute({0, 2, 1, 3}).reshape({gh, n, d});
-            dots = at::bmm(keyRows, keyCentres.reshape({gh, o, d}).transpose(1, 2)).view({g, heads, n, o})
+            dots = at::bmm(keyRows, keyCentres.reshape({gh, o, d}).transpose(1, 2))
+                       .view({g, heads, n, o})
                        .permute({2, 0, 1, 3})
                        .contiguous();
         }
@@ -344,8 +342,8 @@ at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
                          .permute({1, 0, 2})
                          .unsqueeze(-1);  // [n, g, heads, 1]
         auto simLocal = at::addcmul(m_beta, dots, scale).sigmoid_();
-        auto [best, arg] = simLocal.max(-1);  // [n, g, heads]
-        auto argHeads = arg.permute({1, 2, 0});              // [g, heads, n] views
+        auto [best, arg] = simLocal.max(-1);     // [n, g, heads]
+        auto argHeads = arg.permute({1, 2, 0});  // [g, heads, n] views
         auto bestHeads = best.permute({1, 2, 0});
         auto reps = detail::clusterRepresentatives(centreParts.select(0, 1), kvParts.select(2, 1).permute({0, 2, 1, 3}),
                                                    argHeads);
@@ -366,9 +364,9 @@ at::Tensor ClusterImpl::forward(const at::Tensor& x, BlockTrace* trace)
         auto valueCentres = centreHeads.select(0, 1);
 
         // sigmoid(beta + alpha * cos), cos = (k . c) / |k| with unit centres c.
-        auto scale = inverseNorms(keys) * m_alpha;  // [gh, n, 1]
+        auto scale = inverseNorms(keys) * m_alpha;                                               // [gh, n, 1]
         sim = at::addcmul(m_beta, at::bmm(keys, keyCentres.transpose(1, 2)), scale).sigmoid_();  // [gh, n, o]
-        std::tie(s, a) = sim.max(2);  // [gh, n]
+        std::tie(s, a) = sim.max(2);                                                             // [gh, n]
 
         auto reps = representatives(valueCentres, values, a);  // [gh, o, d]
         auto dispatched = reps.gather(1, a.unsqueeze(2).expand({gh, n, d}));
@@ -443,8 +441,8 @@ at::Tensor ClusterImpl::forwardTokens(const at::Tensor& t, const at::Tensor& gam
     auto flatAssign = assign.view({g, n, heads * o});
     auto sums = at::bmm(flatAssign.transpose(1, 2), value.reshape({g, n, inner}))  // [g, heads*o, inner]
                     .view({g, heads, o, heads, d})
-                    .diagonal(0, 1, 3)                                                 // [g, o, d, heads]
-                    .permute({0, 3, 1, 2});                                            // [g, heads, o, d]
+                    .diagonal(0, 1, 3)       // [g, o, d, heads]
+                    .permute({0, 3, 1, 2});  // [g, heads, o, d]
     auto reps = (sums + valueCentres.permute({0, 2, 1, 3})) / (count + 1.0);
     auto repBlocks = (reps.unsqueeze(3) * eye.view({1, heads, 1, heads, 1})).reshape({g, heads * o, inner});
     auto weights = (assign * s.unsqueeze(3)).view({g, n, heads * o});
@@ -453,14 +451,13 @@ at::Tensor ClusterImpl::forwardTokens(const at::Tensor& t, const at::Tensor& gam
     return FoldedLinear(m_proj, m_projBias, {}, {}, scale)(merged);
 }
 
-ClusterBlockImpl::ClusterBlockImpl(int dim, int hidden, int heads, int headDim, int proposalW,
-                                   int proposalH, int foldW, int foldH)
+ClusterBlockImpl::ClusterBlockImpl(int dim, int hidden, int heads, int headDim, int proposalW, int proposalH, int foldW,
+                                   int foldH)
 {
     m_scale1 = register_parameter("layer_scale_1", at::full({dim}, 1e-5));
     m_scale2 = register_parameter("layer_scale_2", at::full({dim}, 1e-5));
     std::tie(m_norm1W, m_norm1B) = groupNorm(*this, "norm1", dim);
-    m_mixer = register_module("token_mixer",
-                              Cluster(dim, heads, headDim, proposalW, proposalH, foldW, foldH));
+    m_mixer = register_module("token_mixer", Cluster(dim, heads, headDim, proposalW, proposalH, foldW, foldH));
     std::tie(m_norm2W, m_norm2B) = groupNorm(*this, "norm2", dim);
     auto mlp = child(*this, "mlp");
     std::tie(m_fc1W, m_fc1B) = affine(*mlp, "fc1", {hidden, dim}, hidden);
@@ -483,7 +480,8 @@ at::Tensor ClusterBlockImpl::forward(const at::Tensor& x, BlockTrace* trace, at:
     if (mixerOut)
         *mixerOut = mixed;
     auto y = fromTokens(at::addcmul(tokens(x), tokens(mixed), m_scale1));
-    auto hidden = fromTokens(at::gelu(tokens(pointwise(at::group_norm(y, 1, m_norm2W, m_norm2B, kNormEps), m_fc1W, m_fc1B))));
+    auto hidden =
+        fromTokens(at::gelu(tokens(pointwise(at::group_norm(y, 1, m_norm2W, m_norm2B, kNormEps), m_fc1W, m_fc1B))));
     return fromTokens(at::addcmul(tokens(y), tokens(pointwise(hidden, m_fc2W, m_fc2B)), m_scale2));
 }
 
@@ -505,8 +503,7 @@ at::Tensor ClusterBlockImpl::forwardTraining(const at::Tensor& x)
     return fromTokens(residual(y, FoldedLinear(m_fc2W, m_fc2B, {}, {}, m_scale2)(hidden)));
 }
 
-ClusterPoolImpl::ClusterPoolImpl(int inDim, int outDim, int foldW, int foldH)
-    : m_foldW(foldW), m_foldH(foldH)
+ClusterPoolImpl::ClusterPoolImpl(int inDim, int outDim, int foldW, int foldH) : m_foldW(foldW), m_foldH(foldH)
 {
     std::tie(m_normW, m_normB) = groupNorm(*this, "norm2", outDim);
     std::tie(m_fW, m_fB) = affine(*this, "conv_f", {outDim, inDim, 1, 1}, outDim);
@@ -542,8 +539,9 @@ at::Tensor ClusterPoolImpl::forward(const at::Tensor& x, PoolTrace* trace)
     // The arg-max over centres does not depend on each position's own norm: skip it here.
     at::Tensor dots, a, reps;  // [g, n, m], [g, n], [g, m, c]
     if (detail::useClusterKernels(x)) {
-        auto localDots = detail::groupedCentreDots(key.unsqueeze(2), normalizeLast(keyCentres).unsqueeze(1));  // [n, g, 1, m]
-        auto arg = std::get<1>(localDots.max(-1)).permute({1, 2, 0});  // [g, 1, n]
+        auto localDots =
+            detail::groupedCentreDots(key.unsqueeze(2), normalizeLast(keyCentres).unsqueeze(1));  // [n, g, 1, m]
+        auto arg = std::get<1>(localDots.max(-1)).permute({1, 2, 0});                             // [g, 1, n]
         reps = detail::clusterRepresentatives(valueCentres.unsqueeze(1), value.unsqueeze(1), arg).view({g, m, c});
         a = arg.reshape({g, n});
         if (trace)
@@ -612,14 +610,12 @@ FecModelImpl::FecModelImpl(const FecConfig& config) : m_config(config)
         auto stage = child(*network, std::to_string(2 * s));
         for (int j = 0; j < c.layers[s]; ++j) {
             m_blocks[s].push_back(stage->register_module(
-                std::to_string(j),
-                ClusterBlock(c.dims[s], c.mlpHidden(s), c.heads[s], c.headDims[s], c.proposalW[s],
-                             c.proposalH[s], c.foldW[s], c.foldH[s])));
+                std::to_string(j), ClusterBlock(c.dims[s], c.mlpHidden(s), c.heads[s], c.headDims[s], c.proposalW[s],
+                                                c.proposalH[s], c.foldW[s], c.foldH[s])));
         }
         if (s < 3) {
             m_pools.push_back(network->register_module(
-                std::to_string(2 * s + 1),
-                ClusterPool(c.dims[s], c.dims[s + 1], c.foldW[s + 1], c.foldH[s + 1])));
+                std::to_string(2 * s + 1), ClusterPool(c.dims[s], c.dims[s + 1], c.foldW[s + 1], c.foldH[s + 1])));
         }
     }
     if (c.forkFeat) {
@@ -687,8 +683,8 @@ Trace FecModelImpl::forwardTraced(const at::Tensor& x, const TraceOptions& optio
 
 at::Tensor FecModelImpl::run(const at::Tensor& input, Trace* trace, const TraceOptions& options)
 {
-    TORCH_CHECK(input.dim() == 4 && input.size(1) == m_config.inChans, "expected input [B, ",
-                m_config.inChans, ", H, W], got ", input.sizes());
+    TORCH_CHECK(input.dim() == 4 && input.size(1) == m_config.inChans, "expected input [B, ", m_config.inChans,
+                ", H, W], got ", input.sizes());
     try {
         m_config.checkInputSize(input.size(2), input.size(3));
     } catch (const std::invalid_argument& e) {
@@ -748,8 +744,8 @@ at::Tensor FecModelImpl::run(const at::Tensor& input, Trace* trace, const TraceO
 at::Tensor FecModelImpl::forwardUntil(const at::Tensor& input, int level)
 {
     TORCH_CHECK(level >= 1 && level <= 3, "pyramid level must be 1 to 3, got ", level);
-    TORCH_CHECK(input.dim() == 4 && input.size(1) == m_config.inChans, "expected input [B, ",
-                m_config.inChans, ", H, W], got ", input.sizes());
+    TORCH_CHECK(input.dim() == 4 && input.size(1) == m_config.inChans, "expected input [B, ", m_config.inChans,
+                ", H, W], got ", input.sizes());
     try {
         m_config.checkInputSize(input.size(2), input.size(3));
     } catch (const std::invalid_argument& e) {

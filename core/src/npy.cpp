@@ -50,11 +50,18 @@ DescrInfo checkDescr(const std::string& descr)
         size = 8;
     bool ok = false;
     switch (kind) {
-    case 'f': ok = size == 2 || size == 4 || size == 8; break;
+    case 'f':
+        ok = size == 2 || size == 4 || size == 8;
+        break;
     case 'i':
-    case 'u': ok = size != 0; break;
-    case 'b': ok = size == 1; break;
-    default: break;
+    case 'u':
+        ok = size != 0;
+        break;
+    case 'b':
+        ok = size == 1;
+        break;
+    default:
+        break;
     }
     if (!ok)
         fail("unsupported dtype '" + descr + "' (supported: float16/32/64, int8-64, uint8-64, bool)");

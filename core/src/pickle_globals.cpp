@@ -81,9 +81,31 @@ GlobalInfo classifyGlobal(const std::string& module, const std::string& name)
             }
         static const std::unordered_set<std::string> opaque = {
             // dtypes, layouts, memory formats and a few classes: harmless as plain names
-            "float32", "float", "float64", "double", "float16", "half", "bfloat16", "int64", "long", "int32", "int",
-            "int16", "short", "int8", "uint8", "bool", "complex64", "complex128", "strided", "sparse_coo",
-            "contiguous_format", "channels_last", "preserve_format", "device", "Tensor"};
+            "float32",
+            "float",
+            "float64",
+            "double",
+            "float16",
+            "half",
+            "bfloat16",
+            "int64",
+            "long",
+            "int32",
+            "int",
+            "int16",
+            "short",
+            "int8",
+            "uint8",
+            "bool",
+            "complex64",
+            "complex128",
+            "strided",
+            "sparse_coo",
+            "contiguous_format",
+            "channels_last",
+            "preserve_format",
+            "device",
+            "Tensor"};
         if (g.kind == Builtin::Unknown && module == "torch" && opaque.count(name))
             g.kind = Builtin::Opaque;
     } else if ((module == "torch.nn.parameter" && name == "Parameter") ||
@@ -150,10 +172,14 @@ std::vector<int64_t> Unpickler::intList(const ValuePtr& v, const char* what)
 bool Unpickler::truthy(const ValuePtr& v)
 {
     switch (v->kind) {
-    case Value::Kind::None: return false;
-    case Value::Kind::Bool: return v->b;
-    case Value::Kind::Int: return v->i != 0;
-    default: fail("requires_grad is " + v->describe() + where());
+    case Value::Kind::None:
+        return false;
+    case Value::Kind::Bool:
+        return v->b;
+    case Value::Kind::Int:
+        return v->i != 0;
+    default:
+        fail("requires_grad is " + v->describe() + where());
     }
 }
 
@@ -209,8 +235,8 @@ ValuePtr Unpickler::persistentLoad(const ValuePtr& pid)
         storages_.emplace(key, std::move(st));
     } else if (it->second.dtype != g.dtype || it->second.numel != numel) {
         fail("storage '" + key + "' is used as " + dtypeName(it->second.dtype) + " [" +
-             std::to_string(it->second.numel) + "] and as " + dtypeName(g.dtype) + " [" + std::to_string(numel) +
-             "]" + where());
+             std::to_string(it->second.numel) + "] and as " + dtypeName(g.dtype) + " [" + std::to_string(numel) + "]" +
+             where());
     }
 
     auto v = make(Value::Kind::Tensor);
@@ -268,8 +294,8 @@ ValuePtr Unpickler::rebuildTensor(const std::vector<ValuePtr>& args, bool v2)
     if (overflow || tensorBytes_ > tensorByteBudget())
         fail("the tensors of this pickle would take " +
              (overflow ? std::string("more than 2^63 bytes") : std::to_string(tensorBytes_ >> 20) + " MiB") +
-             ", far more than the storages in the file (tensor of size " + describeShape(sizes) +
-             " with strides " + describeShape(strides) + ")" + where());
+             ", far more than the storages in the file (tensor of size " + describeShape(sizes) + " with strides " +
+             describeShape(strides) + ")" + where());
 
     auto v = make(Value::Kind::Tensor);
     v->tensor = storage.tensor;
@@ -285,8 +311,8 @@ ValuePtr Unpickler::rebuildTensor(const std::vector<ValuePtr>& args, bool v2)
 // (shared and expanded views are legal) plus a fixed allowance.
 int64_t Unpickler::tensorByteBudget() const
 {
-    const double budget = limits_.maxTensorExpansion * static_cast<double>(storageBytes_) +
-                          static_cast<double>(limits_.minTensorBytes);
+    const double budget =
+        limits_.maxTensorExpansion * static_cast<double>(storageBytes_) + static_cast<double>(limits_.minTensorBytes);
     return budget >= 9.0e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(budget);
 }
 
@@ -372,7 +398,8 @@ ValuePtr Unpickler::call(const ValuePtr& fn, const ValuePtr& argsValue, bool new
     switch (g.kind) {
     case Builtin::Unknown:
     case Builtin::Opaque:
-    case Builtin::StorageType: return makeObject(*fn, args);
+    case Builtin::StorageType:
+        return makeObject(*fn, args);
     case Builtin::OrderedDict:
     case Builtin::Counter:
     case Builtin::DefaultDict: {
@@ -392,8 +419,10 @@ ValuePtr Unpickler::call(const ValuePtr& fn, const ValuePtr& argsValue, bool new
             fail(full + " with arguments " + argsValue->describe() + " is not supported" + where());
         return makeSequence(Value::Kind::List, args[0]->items);
     }
-    case Builtin::Bytes: return toBytes(args, full);
-    default: break;
+    case Builtin::Bytes:
+        return toBytes(args, full);
+    default:
+        break;
     }
     if (newObj)
         fail("NEWOBJ on the function " + full + where());
@@ -407,8 +436,10 @@ ValuePtr Unpickler::call(const ValuePtr& fn, const ValuePtr& argsValue, bool new
             return makeBytes(args[0]->s);
         }
         return toBytes(args, full);
-    case Builtin::RebuildTensorV2: return rebuildTensor(args, true);
-    case Builtin::RebuildTensor: return rebuildTensor(args, false);
+    case Builtin::RebuildTensorV2:
+        return rebuildTensor(args, true);
+    case Builtin::RebuildTensor:
+        return rebuildTensor(args, false);
     case Builtin::RebuildParameter: {
         if (args.size() < 2 || args[0]->kind != Value::Kind::Tensor || isStorageValue(*args[0]))
             fail(full + " without a tensor argument" + where());
@@ -437,7 +468,8 @@ ValuePtr Unpickler::call(const ValuePtr& fn, const ValuePtr& argsValue, bool new
             v->state = args[2];
         return v;
     }
-    default: fail("cannot call " + full + where());
+    default:
+        fail("cannot call " + full + where());
     }
 }
 

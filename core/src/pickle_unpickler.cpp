@@ -18,14 +18,22 @@ namespace {
 const char* unsupportedOpcodeName(uint8_t code)
 {
     switch (code) {
-    case op::INST: return "INST";
-    case op::OBJ: return "OBJ";
-    case op::EXT1: return "EXT1";
-    case op::EXT2: return "EXT2";
-    case op::EXT4: return "EXT4";
-    case op::NEXT_BUFFER: return "NEXT_BUFFER";
-    case op::READONLY_BUFFER: return "READONLY_BUFFER";
-    default: return nullptr;
+    case op::INST:
+        return "INST";
+    case op::OBJ:
+        return "OBJ";
+    case op::EXT1:
+        return "EXT1";
+    case op::EXT2:
+        return "EXT2";
+    case op::EXT4:
+        return "EXT4";
+    case op::NEXT_BUFFER:
+        return "NEXT_BUFFER";
+    case op::READONLY_BUFFER:
+        return "READONLY_BUFFER";
+    default:
+        return nullptr;
     }
 }
 
@@ -82,8 +90,7 @@ std::string Unpickler::takeString(uint64_t n)
     if (n > size_ - pos_)
         truncated();
     charge(n);
-    return std::string(reinterpret_cast<const char*>(take(static_cast<std::size_t>(n))),
-                       static_cast<std::size_t>(n));
+    return std::string(reinterpret_cast<const char*>(take(static_cast<std::size_t>(n))), static_cast<std::size_t>(n));
 }
 
 std::string Unpickler::readLine(std::size_t maxLen)
@@ -117,8 +124,8 @@ void Unpickler::charge(uint64_t bytes)
 {
     memory_ += bytes;
     if (memory_ > limits_.maxPickleMemory)
-        fail("the pickle needs more than " + std::to_string(limits_.maxPickleMemory >> 20) +
-             " MiB of memory (limit)" + where());
+        fail("the pickle needs more than " + std::to_string(limits_.maxPickleMemory >> 20) + " MiB of memory (limit)" +
+             where());
 }
 
 void Unpickler::countItems(uint64_t n)
@@ -279,17 +286,38 @@ std::string Unpickler::unescapeString(const std::string& line)
         }
         const char e = body[++i];
         switch (e) {
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'a': out += '\a'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'v': out += '\v'; break;
-        case '\n': break;
+        case '\\':
+            out += '\\';
+            break;
+        case '\'':
+            out += '\'';
+            break;
+        case '"':
+            out += '"';
+            break;
+        case 'a':
+            out += '\a';
+            break;
+        case 'b':
+            out += '\b';
+            break;
+        case 'f':
+            out += '\f';
+            break;
+        case 'n':
+            out += '\n';
+            break;
+        case 'r':
+            out += '\r';
+            break;
+        case 't':
+            out += '\t';
+            break;
+        case 'v':
+            out += '\v';
+            break;
+        case '\n':
+            break;
         case 'x': {
             if (i + 2 >= body.size())
                 fail("malformed \\x escape in STRING" + where());
@@ -348,9 +376,15 @@ bool Unpickler::canonicalKey(const Value& k, std::string& out, int depth)
     if (out.size() > 4096)
         return false;
     switch (k.kind) {
-    case Value::Kind::None: out += "n;"; return true;
-    case Value::Kind::Bool: out += k.b ? "i1;" : "i0;"; return true;
-    case Value::Kind::Int: out += "i" + std::to_string(k.i) + ";"; return true;
+    case Value::Kind::None:
+        out += "n;";
+        return true;
+    case Value::Kind::Bool:
+        out += k.b ? "i1;" : "i0;";
+        return true;
+    case Value::Kind::Int:
+        out += "i" + std::to_string(k.i) + ";";
+        return true;
     case Value::Kind::Float: {
         if (std::isnan(k.f))
             return false;
@@ -370,7 +404,9 @@ bool Unpickler::canonicalKey(const Value& k, std::string& out, int depth)
         out += ':';
         out.append(k.s);
         return true;
-    case Value::Kind::Global: out += "g" + k.module + "." + k.name + ";"; return true;
+    case Value::Kind::Global:
+        out += "g" + k.module + "." + k.name + ";";
+        return true;
     case Value::Kind::Tuple:
         if (depth > 16 || k.items.size() > 64)
             return false;
@@ -380,7 +416,8 @@ bool Unpickler::canonicalKey(const Value& k, std::string& out, int depth)
                 return false;
         out += ")";
         return true;
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -435,11 +472,15 @@ void Unpickler::build()
     ValuePtr state = pop();
     ValuePtr& target = top();
     switch (target->kind) {
-    case Value::Kind::Object: target->state = std::move(state); return;
+    case Value::Kind::Object:
+        target->state = std::move(state);
+        return;
     // OrderedDict attributes (state_dict()'s `_metadata`) and tensor subclass state are not needed.
     case Value::Kind::Dict:
-    case Value::Kind::Tensor: return;
-    default: fail("BUILD on " + target->describe() + where());
+    case Value::Kind::Tensor:
+        return;
+    default:
+        fail("BUILD on " + target->describe() + where());
     }
 }
 
@@ -459,7 +500,8 @@ bool Unpickler::step(uint8_t code)
             truncated();
         return false;
     }
-    case op::STOP: return true;
+    case op::STOP:
+        return true;
     case op::MARK:
         if (marks_.size() >= limits_.maxDepth)
             fail("the pickle nests deeper than " + std::to_string(limits_.maxDepth) + " levels" + where());
@@ -471,9 +513,15 @@ bool Unpickler::step(uint8_t code)
         else
             popMark();
         return false;
-    case op::POP_MARK: popMark(); return false;
-    case op::DUP: push(top()); return false;
-    case op::NONE: push(make(Value::Kind::None)); return false;
+    case op::POP_MARK:
+        popMark();
+        return false;
+    case op::DUP:
+        push(top());
+        return false;
+    case op::NONE:
+        push(make(Value::Kind::None));
+        return false;
     case op::NEWTRUE:
     case op::NEWFALSE: {
         auto v = make(Value::Kind::Bool);
@@ -492,9 +540,15 @@ bool Unpickler::step(uint8_t code)
         }
         return false;
     }
-    case op::BININT: push(makeInt(static_cast<int32_t>(rd32(take(4))))); return false;
-    case op::BININT1: push(makeInt(take(1)[0])); return false;
-    case op::BININT2: push(makeInt(rd16(take(2)))); return false;
+    case op::BININT:
+        push(makeInt(static_cast<int32_t>(rd32(take(4)))));
+        return false;
+    case op::BININT1:
+        push(makeInt(take(1)[0]));
+        return false;
+    case op::BININT2:
+        push(makeInt(rd16(take(2))));
+        return false;
     case op::LONG: {
         std::string line = readLine(64);
         if (!line.empty() && line.back() == 'L')
@@ -549,32 +603,62 @@ bool Unpickler::step(uint8_t code)
         push(validUtf8(s) ? makeString(std::move(s), false) : makeBytes(std::move(s)));
         return false;
     }
-    case op::UNICODE: push(makeString(rawUnicodeToUtf8(readLine(size_)))); return false;
-    case op::BINUNICODE: push(makeString(takeString(rd32(take(4))))); return false;
-    case op::SHORT_BINUNICODE: push(makeString(takeString(take(1)[0]))); return false;
-    case op::BINUNICODE8: push(makeString(takeString(rd64(take(8))))); return false;
-    case op::BINBYTES: push(makeBytes(takeString(rd32(take(4))))); return false;
-    case op::SHORT_BINBYTES: push(makeBytes(takeString(take(1)[0]))); return false;
+    case op::UNICODE:
+        push(makeString(rawUnicodeToUtf8(readLine(size_))));
+        return false;
+    case op::BINUNICODE:
+        push(makeString(takeString(rd32(take(4)))));
+        return false;
+    case op::SHORT_BINUNICODE:
+        push(makeString(takeString(take(1)[0])));
+        return false;
+    case op::BINUNICODE8:
+        push(makeString(takeString(rd64(take(8)))));
+        return false;
+    case op::BINBYTES:
+        push(makeBytes(takeString(rd32(take(4)))));
+        return false;
+    case op::SHORT_BINBYTES:
+        push(makeBytes(takeString(take(1)[0])));
+        return false;
     case op::BINBYTES8:
-    case op::BYTEARRAY8: push(makeBytes(takeString(rd64(take(8))))); return false;
-    case op::EMPTY_LIST: push(make(Value::Kind::List)); return false;
-    case op::EMPTY_SET: push(make(Value::Kind::List)); return false;
-    case op::EMPTY_TUPLE: push(make(Value::Kind::Tuple)); return false;
-    case op::EMPTY_DICT: push(make(Value::Kind::Dict)); return false;
+    case op::BYTEARRAY8:
+        push(makeBytes(takeString(rd64(take(8)))));
+        return false;
+    case op::EMPTY_LIST:
+        push(make(Value::Kind::List));
+        return false;
+    case op::EMPTY_SET:
+        push(make(Value::Kind::List));
+        return false;
+    case op::EMPTY_TUPLE:
+        push(make(Value::Kind::Tuple));
+        return false;
+    case op::EMPTY_DICT:
+        push(make(Value::Kind::Dict));
+        return false;
     case op::APPEND: {
         ValuePtr v = pop();
         appendItems({std::move(v)});
         return false;
     }
-    case op::APPENDS: appendItems(popMark()); return false;
+    case op::APPENDS:
+        appendItems(popMark());
+        return false;
     case op::ADDITEMS: {
         auto items = popMark();
         appendItems(std::move(items));
         return false;
     }
-    case op::LIST: push(makeSequence(Value::Kind::List, popMark())); return false;
-    case op::FROZENSET: push(makeSequence(Value::Kind::List, popMark())); return false;
-    case op::TUPLE: push(makeSequence(Value::Kind::Tuple, popMark())); return false;
+    case op::LIST:
+        push(makeSequence(Value::Kind::List, popMark()));
+        return false;
+    case op::FROZENSET:
+        push(makeSequence(Value::Kind::List, popMark()));
+        return false;
+    case op::TUPLE:
+        push(makeSequence(Value::Kind::Tuple, popMark()));
+        return false;
     case op::TUPLE1:
     case op::TUPLE2:
     case op::TUPLE3: {
@@ -600,7 +684,9 @@ bool Unpickler::step(uint8_t code)
         dictSet(d, std::move(key), std::move(value));
         return false;
     }
-    case op::SETITEMS: setItems(popMark()); return false;
+    case op::SETITEMS:
+        setItems(popMark());
+        return false;
     case op::GLOBAL: {
         std::string module = readLine(1024);
         std::string name = readLine(1024);
@@ -636,14 +722,30 @@ bool Unpickler::step(uint8_t code)
         push(call(cls, args, true));
         return false;
     }
-    case op::BUILD: build(); return false;
-    case op::PUT: memoPut(static_cast<uint64_t>(parseDecimal(readLine(32), "memo index"))); return false;
-    case op::BINPUT: memoPut(take(1)[0]); return false;
-    case op::LONG_BINPUT: memoPut(rd32(take(4))); return false;
-    case op::MEMOIZE: memoPut(memo_.size()); return false;
-    case op::GET: memoGet(static_cast<uint64_t>(parseDecimal(readLine(32), "memo index"))); return false;
-    case op::BINGET: memoGet(take(1)[0]); return false;
-    case op::LONG_BINGET: memoGet(rd32(take(4))); return false;
+    case op::BUILD:
+        build();
+        return false;
+    case op::PUT:
+        memoPut(static_cast<uint64_t>(parseDecimal(readLine(32), "memo index")));
+        return false;
+    case op::BINPUT:
+        memoPut(take(1)[0]);
+        return false;
+    case op::LONG_BINPUT:
+        memoPut(rd32(take(4)));
+        return false;
+    case op::MEMOIZE:
+        memoPut(memo_.size());
+        return false;
+    case op::GET:
+        memoGet(static_cast<uint64_t>(parseDecimal(readLine(32), "memo index")));
+        return false;
+    case op::BINGET:
+        memoGet(take(1)[0]);
+        return false;
+    case op::LONG_BINGET:
+        memoGet(rd32(take(4)));
+        return false;
     case op::PERSID: {
         ValuePtr pid = makeString(readLine(1024));
         push(persistentLoad(pid));

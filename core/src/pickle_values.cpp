@@ -140,15 +140,19 @@ std::size_t dtypeSize(DType dtype)
 {
     switch (dtype) {
     case DType::Float64:
-    case DType::Int64: return 8;
+    case DType::Int64:
+        return 8;
     case DType::Float32:
-    case DType::Int32: return 4;
+    case DType::Int32:
+        return 4;
     case DType::Float16:
     case DType::BFloat16:
-    case DType::Int16: return 2;
+    case DType::Int16:
+        return 2;
     case DType::Int8:
     case DType::UInt8:
-    case DType::Bool: return 1;
+    case DType::Bool:
+        return 1;
     }
     return 1;
 }
@@ -156,16 +160,26 @@ std::size_t dtypeSize(DType dtype)
 std::string storageClassName(DType dtype)
 {
     switch (dtype) {
-    case DType::Float32: return "FloatStorage";
-    case DType::Float64: return "DoubleStorage";
-    case DType::Float16: return "HalfStorage";
-    case DType::BFloat16: return "BFloat16Storage";
-    case DType::Int64: return "LongStorage";
-    case DType::Int32: return "IntStorage";
-    case DType::Int16: return "ShortStorage";
-    case DType::Int8: return "CharStorage";
-    case DType::UInt8: return "ByteStorage";
-    case DType::Bool: return "BoolStorage";
+    case DType::Float32:
+        return "FloatStorage";
+    case DType::Float64:
+        return "DoubleStorage";
+    case DType::Float16:
+        return "HalfStorage";
+    case DType::BFloat16:
+        return "BFloat16Storage";
+    case DType::Int64:
+        return "LongStorage";
+    case DType::Int32:
+        return "IntStorage";
+    case DType::Int16:
+        return "ShortStorage";
+    case DType::Int8:
+        return "CharStorage";
+    case DType::UInt8:
+        return "ByteStorage";
+    case DType::Bool:
+        return "BoolStorage";
     }
     return "ByteStorage";
 }
@@ -173,16 +187,26 @@ std::string storageClassName(DType dtype)
 std::string dtypeName(DType dtype)
 {
     switch (dtype) {
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    case DType::Float16: return "float16";
-    case DType::BFloat16: return "bfloat16";
-    case DType::Int64: return "int64";
-    case DType::Int32: return "int32";
-    case DType::Int16: return "int16";
-    case DType::Int8: return "int8";
-    case DType::UInt8: return "uint8";
-    case DType::Bool: return "bool";
+    case DType::Float32:
+        return "float32";
+    case DType::Float64:
+        return "float64";
+    case DType::Float16:
+        return "float16";
+    case DType::BFloat16:
+        return "bfloat16";
+    case DType::Int64:
+        return "int64";
+    case DType::Int32:
+        return "int32";
+    case DType::Int16:
+        return "int16";
+    case DType::Int8:
+        return "int8";
+    case DType::UInt8:
+        return "uint8";
+    case DType::Bool:
+        return "bool";
     }
     return "unknown";
 }
@@ -294,14 +318,22 @@ bool Value::isNestedPickle() const
 std::string Value::describe() const
 {
     switch (kind) {
-    case Kind::None: return "None";
-    case Kind::Bool: return b ? "bool True" : "bool False";
-    case Kind::Int: return "int " + std::to_string(i);
-    case Kind::Float: return "float " + formatDouble(f);
-    case Kind::String: return "str " + quotedText(s, 40);
-    case Kind::Bytes: return "bytes (" + std::to_string(s.size()) + " bytes)";
-    case Kind::List: return "list (" + std::to_string(items.size()) + (items.size() == 1 ? " item)" : " items)");
-    case Kind::Tuple: return "tuple (" + std::to_string(items.size()) + (items.size() == 1 ? " item)" : " items)");
+    case Kind::None:
+        return "None";
+    case Kind::Bool:
+        return b ? "bool True" : "bool False";
+    case Kind::Int:
+        return "int " + std::to_string(i);
+    case Kind::Float:
+        return "float " + formatDouble(f);
+    case Kind::String:
+        return "str " + quotedText(s, 40);
+    case Kind::Bytes:
+        return "bytes (" + std::to_string(s.size()) + " bytes)";
+    case Kind::List:
+        return "list (" + std::to_string(items.size()) + (items.size() == 1 ? " item)" : " items)");
+    case Kind::Tuple:
+        return "tuple (" + std::to_string(items.size()) + (items.size() == 1 ? " item)" : " items)");
     case Kind::Dict:
         return std::string(ordered ? "OrderedDict" : "dict") + " (" + std::to_string(dict.size()) +
                (dict.size() == 1 ? " entry)" : " entries)");
@@ -312,7 +344,8 @@ std::string Value::describe() const
         shape += "]";
         return std::string(module.empty() ? "tensor " : "storage ") + dtypeName(tensor.dtype) + " " + shape;
     }
-    case Kind::Global: return "global " + module + "." + name;
+    case Kind::Global:
+        return "global " + module + "." + name;
     case Kind::Object:
         if (module == "builtins" && name == "int")
             return "int (" + std::to_string(s.size() * 8) + "-bit)";

@@ -165,9 +165,15 @@ private:
         if (depth > 1000)
             refuse("values nest deeper than 1000 levels (a container inside itself?)");
         switch (v.kind) {
-        case Value::Kind::None: out_.push_back(op::NONE); return;
-        case Value::Kind::Bool: out_.push_back(v.b ? op::NEWTRUE : op::NEWFALSE); return;
-        case Value::Kind::Int: integer(v.i); return;
+        case Value::Kind::None:
+            out_.push_back(op::NONE);
+            return;
+        case Value::Kind::Bool:
+            out_.push_back(v.b ? op::NEWTRUE : op::NEWFALSE);
+            return;
+        case Value::Kind::Int:
+            integer(v.i);
+            return;
         case Value::Kind::Float: {
             uint64_t bits;
             std::memcpy(&bits, &v.f, sizeof bits);
@@ -176,7 +182,9 @@ private:
                 out_.push_back(static_cast<uint8_t>(bits >> (8 * k)));
             return;
         }
-        case Value::Kind::String: string(v.s); return;
+        case Value::Kind::String:
+            string(v.s);
+            return;
         case Value::Kind::Bytes: {
             // Protocol 2 spelling of bytes: _codecs.encode(latin-1 text, "latin1").
             std::string text;
@@ -246,8 +254,10 @@ private:
                 refuse("bare storages cannot be written, only tensors");
             tensor(v.tensor);
             return;
-        case Value::Kind::Global: refuse("the global " + v.module + "." + v.name + " cannot be written");
-        case Value::Kind::Object: refuse("objects such as " + v.describe() + " cannot be written");
+        case Value::Kind::Global:
+            refuse("the global " + v.module + "." + v.name + " cannot be written");
+        case Value::Kind::Object:
+            refuse("objects such as " + v.describe() + " cannot be written");
         }
         refuse("unknown value kind");
     }

@@ -223,7 +223,9 @@ std::size_t deviceMemoryAllocated(int index)
 #ifdef FEC_WITH_CUDA
     if (cudaAvailable())
         return static_cast<std::size_t>(
-            c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index)).allocated_bytes[0].current);
+            c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index))
+                .allocated_bytes[0]
+                .current);
 #endif
     (void)index;
     return 0;
@@ -234,7 +236,9 @@ std::size_t deviceMemoryReserved(int index)
 #ifdef FEC_WITH_CUDA
     if (cudaAvailable())
         return static_cast<std::size_t>(
-            c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index)).reserved_bytes[0].current);
+            c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index))
+                .reserved_bytes[0]
+                .current);
 #endif
     (void)index;
     return 0;

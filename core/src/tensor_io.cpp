@@ -50,8 +50,7 @@ npy::Array toNpy(const at::Tensor& tensor)
             return a;
         }
     }
-    throw std::runtime_error("cannot write tensors of type " + std::string(c10::toString(t.scalar_type())) +
-                             " as npy");
+    throw std::runtime_error("cannot write tensors of type " + std::string(c10::toString(t.scalar_type())) + " as npy");
 }
 
 at::Tensor loadNpy(const std::string& path)

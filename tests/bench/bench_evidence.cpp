@@ -45,7 +45,8 @@ Case& fashion()
 
 Case& small()
 {
-    static Case c(fec::test::referencePath("fec_small_seed0.pth.tar"), fec::test::referencePath("inputs/chelsea.png"), 224);
+    static Case c(fec::test::referencePath("fec_small_seed0.pth.tar"), fec::test::referencePath("inputs/chelsea.png"),
+                  224);
     return c;
 }
 
@@ -59,16 +60,26 @@ void effectsOfLevel(benchmark::State& state, Case& c, int level)
     state.counters["segments"] = static_cast<double>(segments.size());
 }
 
-void BM_FashionLevel3Effects(benchmark::State& state) { effectsOfLevel(state, fashion(), 3); }
-void BM_FashionLevel2Effects(benchmark::State& state) { effectsOfLevel(state, fashion(), 2); }
-void BM_FashionLevel1Effects(benchmark::State& state) { effectsOfLevel(state, fashion(), 1); }
+void BM_FashionLevel3Effects(benchmark::State& state)
+{
+    effectsOfLevel(state, fashion(), 3);
+}
+void BM_FashionLevel2Effects(benchmark::State& state)
+{
+    effectsOfLevel(state, fashion(), 2);
+}
+void BM_FashionLevel1Effects(benchmark::State& state)
+{
+    effectsOfLevel(state, fashion(), 1);
+}
 
 void BM_FashionEveryLevelEffects(benchmark::State& state)
 {
     auto& c = fashion();
     for (auto _ : state)
         for (int level = 1; level <= 3; ++level) {
-            fec::SegmentAblator ablator(*c.loaded.model, c.input, level, c.pyramid.levels[static_cast<size_t>(level - 1)].nonEmpty);
+            fec::SegmentAblator ablator(*c.loaded.model, c.input, level,
+                                        c.pyramid.levels[static_cast<size_t>(level - 1)].nonEmpty);
             benchmark::DoNotOptimize(ablator.singleEffects());
         }
 }
@@ -93,7 +104,10 @@ void BM_FashionExactEvidence(benchmark::State& state)
     }
 }
 
-void BM_SmallLevel3Effects(benchmark::State& state) { effectsOfLevel(state, small(), 3); }
+void BM_SmallLevel3Effects(benchmark::State& state)
+{
+    effectsOfLevel(state, small(), 3);
+}
 
 }  // namespace
 

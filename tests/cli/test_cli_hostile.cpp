@@ -88,10 +88,10 @@ TEST(Printable, EscapesControlsAndInvalidBytesAndKeepsText)
     EXPECT_EQ(printable("a\n1. 99.00%  Fake"), "a\\n1. 99.00%  Fake");
     EXPECT_EQ(printable("\x1b[31mred"), "\\x1b[31mred");
     EXPECT_EQ(printable("del\x7f"), "del\\x7f");
-    EXPECT_EQ(printable("c1\xc2\x9b"), "c1\\u009b");        // CSI as a C1 control
-    EXPECT_EQ(printable("rlo\xe2\x80\xae"), "rlo\\u202e");  // right-to-left override
-    EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");          // overlong '/'
-    EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80"); // a surrogate
+    EXPECT_EQ(printable("c1\xc2\x9b"), "c1\\u009b");          // CSI as a C1 control
+    EXPECT_EQ(printable("rlo\xe2\x80\xae"), "rlo\\u202e");    // right-to-left override
+    EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");           // overlong '/'
+    EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a surrogate
     EXPECT_EQ(printable("cut\xe6\x97"), "cut\\xe6\\x97");
     EXPECT_EQ(printableLines("one\ntwo\x1b"), "one\ntwo\\x1b");
     EXPECT_NO_THROW(nlohmann::json(printable("\xff\xfe\x80")).dump());
@@ -106,8 +106,8 @@ TEST(TopClasses, RanksNothingWhenAnOutputIsNotFinite)
 
 TEST_F(Hostile, PredictJsonKeepsEveryImageAndEscapesTheOddName)
 {
-    const auto o = capture({"predict", "--checkpoint", test::referencePath("tiny_seed0.pth.tar"), "--json",
-                            (m_root / "in").string()});
+    const auto o = capture(
+        {"predict", "--checkpoint", test::referencePath("tiny_seed0.pth.tar"), "--json", (m_root / "in").string()});
     ASSERT_EQ(o.rc, 0) << o.err;
     const auto j = nlohmann::json::parse(o.out);  // throws on invalid UTF-8
     ASSERT_EQ(j.size(), 2u);
@@ -150,7 +150,8 @@ TEST_F(Hostile, ClassNamesCannotSpoofLinesOrDriveTheTerminal)
         names.push_back("class" + std::to_string(c));
     names[0] = "cat\n 1. 99.00%  Fake";
     names[1] = "\x1b[31mred";
-    names[2] = "csi\xc2\x9b" "2J";  // a C1 control (valid UTF-8: the checkpoint writer refuses invalid text)
+    names[2] = "csi\xc2\x9b"
+               "2J";  // a C1 control (valid UTF-8: the checkpoint writer refuses invalid text)
     const auto ckpt = saveTiny(names);
     const auto image = (m_root / "in" / "chelsea.png").string();
 
@@ -181,10 +182,12 @@ TEST_F(Hostile, NanOutputsAreNeverRanked)
     const auto o = capture({"predict", "--checkpoint", ckpt, (m_root / "in").string()});
     EXPECT_EQ(o.rc, 1);
     EXPECT_EQ(o.out.find('%'), std::string::npos) << "nothing may be ranked: " << o.out;
-    EXPECT_NE(o.err.find("the model's outputs are not finite (NaN/inf) for " + (m_root / "in" / "chelsea.png").string()),
-              std::string::npos)
+    EXPECT_NE(
+        o.err.find("the model's outputs are not finite (NaN/inf) for " + (m_root / "in" / "chelsea.png").string()),
+        std::string::npos)
         << o.err;
-    EXPECT_NE(o.err.find("not finite (NaN/inf) for " + printablePath(m_root / "in" / (kOdd + ".png"))), std::string::npos)
+    EXPECT_NE(o.err.find("not finite (NaN/inf) for " + printablePath(m_root / "in" / (kOdd + ".png"))),
+              std::string::npos)
         << o.err;
 
     const auto json = capture({"predict", "--checkpoint", ckpt, "--json", (m_root / "in").string()});

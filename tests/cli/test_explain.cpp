@@ -51,9 +51,9 @@ protected:
 TEST_F(Explain, WritesTheContractFilesPerImage)
 {
     const auto out = m_root / "out";
-    const int rc = runFec({"explain", "--checkpoint", test::referencePath("fec_small_seed0.pth.tar"), "--weights",
-                           "state_dict", "--out", out.string(), "--k", "3,5", "--format", "png,svg,pdf", "--data",
-                           (m_root / "in").string()});
+    const int rc =
+        runFec({"explain", "--checkpoint", test::referencePath("fec_small_seed0.pth.tar"), "--weights", "state_dict",
+                "--out", out.string(), "--k", "3,5", "--format", "png,svg,pdf", "--data", (m_root / "in").string()});
     EXPECT_EQ(rc, 1) << "the broken file must make the exit status say not all succeeded";
     ASSERT_TRUE(fs::exists(out / "chelsea" / "levels.npy"));
     ASSERT_TRUE(fs::exists(out / "small" / "levels.npy"));
@@ -121,8 +121,8 @@ TEST_F(Explain, EvidenceFilesForTheTopClassAndAnyOther)
 {
     const auto out = m_root / "out";
     const auto image = FEC_SOURCE_DIR "/resources/samples/fashion-ankle-boot-00000.png";
-    ASSERT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out", out.string(),
-                      "--format", "png", "--evidence", image}),
+    ASSERT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out",
+                      out.string(), "--format", "png", "--evidence", image}),
               0);
     const auto dir = out / "fashion-ankle-boot-00000";
     // Without --class: the top-1 class, which the default model gets right for this sample.
@@ -158,15 +158,16 @@ TEST_F(Explain, EvidenceFilesForTheTopClassAndAnyOther)
     }
     EXPECT_GT(rows, 16);
     EXPECT_EQ(withEffect, rows) << "every segment carries its ablation effect";
-    const double logit = ev["logit"].get<double>(), bias = ev["bias"].get<double>(), unlocated = ev["unlocated"].get<double>();
+    const double logit = ev["logit"].get<double>(), bias = ev["bias"].get<double>(),
+                 unlocated = ev["unlocated"].get<double>();
     EXPECT_NEAR(lastLevel + bias + unlocated, logit, 1e-4 * std::max(1.0, std::abs(logit)));
     // The density at the image's resolution holds the located evidence (nearest sampling: ~1%).
     EXPECT_NEAR(located, logit - bias - unlocated, 0.02 * std::max(1.0, std::abs(logit - bias)));
 
     // Any class by name or index, and a contrast.
-    ASSERT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out", out.string(),
-                      "--overwrite", "--format", "png", "--evidence", "--class", "sneaker", "--class", "5", "--versus",
-                      "Ankle boot", image}),
+    ASSERT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out",
+                      out.string(), "--overwrite", "--format", "png", "--evidence", "--class", "sneaker", "--class",
+                      "5", "--versus", "Ankle boot", image}),
               0);
     EXPECT_TRUE(fs::exists(dir / "evidence_Sneaker_vs_Ankle_boot.npy"));
     EXPECT_TRUE(fs::exists(dir / "segments_Sandal_vs_Ankle_boot.csv"));
@@ -175,16 +176,18 @@ TEST_F(Explain, EvidenceFilesForTheTopClassAndAnyOther)
 TEST_F(Explain, EvidenceClassMistakesSayWhatIsValid)
 {
     testing::internal::CaptureStderr();
-    EXPECT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out",
-                      (m_root / "o").string(), "--evidence", "--class", "boots", (m_root / "in" / "chelsea.png").string()}),
-              2);
+    EXPECT_EQ(
+        runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out",
+                (m_root / "o").string(), "--evidence", "--class", "boots", (m_root / "in" / "chelsea.png").string()}),
+        2);
     const auto err = testing::internal::GetCapturedStderr();
     EXPECT_NE(err.find("no class named 'boots'"), std::string::npos) << err;
     EXPECT_NE(err.find("Ankle boot"), std::string::npos) << err;
     testing::internal::CaptureStderr();
-    EXPECT_EQ(runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out",
-                      (m_root / "o").string(), "--evidence", "--class", "12", (m_root / "in" / "chelsea.png").string()}),
-              2);
+    EXPECT_EQ(
+        runFec({"explain", "--checkpoint", FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar", "--out",
+                (m_root / "o").string(), "--evidence", "--class", "12", (m_root / "in" / "chelsea.png").string()}),
+        2);
     EXPECT_NE(testing::internal::GetCapturedStderr().find("0 to 9"), std::string::npos);
 }
 

@@ -33,7 +33,8 @@ class TempDir {
 public:
     TempDir()
     {
-        m_path = fs::temp_directory_path() / ("fec-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+        m_path =
+            fs::temp_directory_path() / ("fec-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
         fs::create_directories(m_path);
     }
     ~TempDir() { fs::remove_all(m_path); }
@@ -386,7 +387,8 @@ TEST(CheckpointHostile, UnsupportedTensorKindsAreNamed)
 {
     TempDir dir;
     const auto path = dir.file("quantized.pth");
-    const std::string root = "}" + bu("w") + kFloatTensor + "s" + bu("q") + "ctorch._utils\n_rebuild_qtensor\n(K\x01tRs";
+    const std::string root =
+        "}" + bu("w") + kFloatTensor + "s" + bu("q") + "ctorch._utils\n_rebuild_qtensor\n(K\x01tRs";
     writeFileAtomic(path, legacyFile(root));
     try {
         readStateDict(path, {}, nullptr);
@@ -540,17 +542,16 @@ TEST(CheckpointHostile, NestedPickleIsNamedForWhatItIs)
 {
     TempDir dir;
     const auto path = dir.file("nested.pth");
-    const std::string root = "}" + bu("w") + kFloatTensor + "s" + bu("q") +
-                             "ctorch.storage\n_load_from_bytes\n(C\x04" + "abcd" + "tRs";
+    const std::string root =
+        "}" + bu("w") + kFloatTensor + "s" + bu("q") + "ctorch.storage\n_load_from_bytes\n(C\x04" + "abcd" + "tRs";
     writeFileAtomic(path, legacyFile(root));
     try {
         readStateDict(path, {}, nullptr);
         FAIL() << "a nested pickle was accepted";
     } catch (const CheckpointError& e) {
         const std::string message = e.what();
-        EXPECT_EQ(message.rfind(path + ": tensor 'q' is a nested pickle (torch.storage._load_from_bytes), not loaded",
-                                0),
-                  0u)
+        EXPECT_EQ(
+            message.rfind(path + ": tensor 'q' is a nested pickle (torch.storage._load_from_bytes), not loaded", 0), 0u)
             << message;
         EXPECT_EQ(message.find("quantized"), std::string::npos) << message;
     }
@@ -563,7 +564,9 @@ TEST(CheckpointHostile, LegacyHeaderGlobalsReachTheReport)
     const auto original = readFileBytes(referencePath("tiny_seed0_legacy.pth"));
     const std::string version("\x80\x02M\xe9\x03.", 6);
     ASSERT_EQ(std::string(original.begin() + 15, original.begin() + 21), version);
-    const std::string hostile = "\x80\x02" "cposix\nsystem\n(" + bu("id") + "tR0" + version.substr(2);
+    const std::string hostile = "\x80\x02"
+                                "cposix\nsystem\n(" +
+                                bu("id") + "tR0" + version.substr(2);
     std::vector<uint8_t> bytes(original.begin(), original.begin() + 15);
     bytes.insert(bytes.end(), hostile.begin(), hostile.end());
     bytes.insert(bytes.end(), original.begin() + 21, original.end());
@@ -679,8 +682,8 @@ TEST(CheckpointHostile, AbsurdInputSizeIsRefusedWithItsLimit)
         int64_t size;
         const char* message;
     } cases[] = {
-        {8192, ": input_size 8192 is outside 32 to 4096"},                           // 16 s and 3.8 GB for each image
-        {(int64_t(1) << 32) + 224, ": input_size 4294967520 is outside 32 to 4096"}, // not read as 224
+        {8192, ": input_size 8192 is outside 32 to 4096"},                            // 16 s and 3.8 GB for each image
+        {(int64_t(1) << 32) + 224, ": input_size 4294967520 is outside 32 to 4096"},  // not read as 224
         {-224, ": input_size -224 is outside 32 to 4096"},
         {100, ": input_size 100: input size 100x100 is not supported by this model"},
     };
@@ -702,7 +705,7 @@ TEST(CheckpointHostile, NonFiniteWeightsAreReportedNotRefused)
             t = t.clone();
             t.view(-1).slice(0, 0, 3).fill_(std::numeric_limits<float>::quiet_NaN());
         } else if (key == "network.2.0.mlp.fc1.bias") {
-            t = t.to(at::kHalf); // NaN and infinity are found in every float type
+            t = t.to(at::kHalf);  // NaN and infinity are found in every float type
             t[5] = std::numeric_limits<float>::infinity();
         }
     }

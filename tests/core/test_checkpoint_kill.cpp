@@ -212,8 +212,8 @@ TEST(CrashSafety, WriterKilledAtRandomMomentsNeverLosesTheCheckpoint)
     EXPECT_EQ(checkCheckpoint(path), lastSaved + 1);
     EXPECT_TRUE(tempFilesIn(dir.path()).empty());
     std::cout << "kills: " << kills << " (" << midWrite << " during a save, " << betweenWrites
-              << " between saves), saves completed: " << lastSaved + 1 << ", most temporary files seen: "
-              << maxLeftovers << "\n";
+              << " between saves), saves completed: " << lastSaved + 1
+              << ", most temporary files seen: " << maxLeftovers << "\n";
     // The random delays must hit saves in progress, or the test proves nothing.
     EXPECT_GE(midWrite, 5);
 }

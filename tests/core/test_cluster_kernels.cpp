@@ -40,9 +40,9 @@ TEST(ClusterKernels, RepresentativesAverageTheCentreWithItsRows)
     auto assign = at::randint(o - 1, {g, p, n}, at::kLong);  // centre o - 1 stays empty
     auto reps = detail::clusterRepresentatives(centres, values, assign);
 
-    auto oneHot = at::one_hot(assign, o).to(at::kFloat);             // [G, P, n, o]
-    auto sums = at::matmul(oneHot.transpose(2, 3), values);          // [G, P, o, d]
-    auto counts = oneHot.sum(2).unsqueeze(-1);                        // [G, P, o, 1]
+    auto oneHot = at::one_hot(assign, o).to(at::kFloat);     // [G, P, n, o]
+    auto sums = at::matmul(oneHot.transpose(2, 3), values);  // [G, P, o, d]
+    auto counts = oneHot.sum(2).unsqueeze(-1);               // [G, P, o, 1]
     auto expected = (sums + centres) / (counts + 1.0);
     EXPECT_TRUE(at::allclose(reps, expected, 1e-5, 1e-5));
     // An empty cluster keeps its centre.

@@ -30,8 +30,9 @@ TEST(Config, RegisteredNamesAreThePyTorchKeys)
 {
     FecModel model(FecConfig::small());
     auto params = model->named_parameters();
-    for (const char* key : {"patch_embed.proj.weight", "network.0.2.token_mixer.sim_alpha", "network.3.conv_skip.weight",
-                            "network.4.4.mlp.fc2.bias", "network.6.1.layer_scale_2", "norm.weight", "head.bias"})
+    for (const char* key :
+         {"patch_embed.proj.weight", "network.0.2.token_mixer.sim_alpha", "network.3.conv_skip.weight",
+          "network.4.4.mlp.fc2.bias", "network.6.1.layer_scale_2", "norm.weight", "head.bias"})
         EXPECT_NE(params.find(key), nullptr) << key;
     EXPECT_EQ(params.size(), 282u);
 }
@@ -143,8 +144,8 @@ TEST(Config, StateDictShapesAreTheModelsParameters)
 struct BadConfig {
     const char* what;
     std::function<void(FecConfig&)> change;
-    const char* message;    // expected in the error: the field, the stage and the value
-    bool sameInJson = true; // JSON has no NaN: nlohmann writes null, refused as "must be a number"
+    const char* message;     // expected in the error: the field, the stage and the value
+    bool sameInJson = true;  // JSON has no NaN: nlohmann writes null, refused as "must be a number"
 };
 
 // Every architecture value is bounded by one check, run before anything is allocated. These
@@ -188,7 +189,7 @@ TEST(ConfigHostile, EveryArchitectureValueIsBounded)
         FecConfig c = FecConfig::small();
         bad.change(c);
         try {
-            FecModel model(c); // validates before registering a single parameter
+            FecModel model(c);  // validates before registering a single parameter
             ADD_FAILURE() << bad.what << ": accepted";
         } catch (const std::invalid_argument& e) {
             EXPECT_NE(std::string(e.what()).find(bad.message), std::string::npos) << bad.what << ": " << e.what();
@@ -260,7 +261,8 @@ TEST(ConfigHostile, InferenceRefusesSizesNoTensorHolds)
 // The CLI and the explorer turn a device out-of-memory error into advice (smaller batch, CPU).
 TEST(Runtime, OutOfMemoryErrorsAreTold)
 {
-    const c10::Error oom({"f", "file.cpp", 1}, "CUDA out of memory. Tried to allocate 64.00 GiB (GPU 0; 79.1 GiB total)");
+    const c10::Error oom({"f", "file.cpp", 1},
+                         "CUDA out of memory. Tried to allocate 64.00 GiB (GPU 0; 79.1 GiB total)");
     const c10::Error other({"f", "file.cpp", 1}, "shape mismatch");
     EXPECT_TRUE(isOutOfMemory(oom));
     EXPECT_FALSE(isOutOfMemory(other));

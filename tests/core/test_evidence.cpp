@@ -66,7 +66,7 @@ TEST_P(EvidenceSplit, ContributionsPlusBiasAreTheLogits)
     auto model = c.make();
     at::manual_seed(3);
     const auto input = c.name.rfind("reference", 0) == 0 ? loadReference("inputs/input_batch.npy")
-                                                          : at::randn({c.batch, 3, c.height, c.width});
+                                                         : at::randn({c.batch, 3, c.height, c.width});
     c10::InferenceMode guard;
     const auto trace = model->forwardTraced(input);
     ASSERT_TRUE(trace.finalMap.defined());
@@ -91,12 +91,14 @@ const ModelCase kCases[] = {
     {"reference_fec_small", [] { return loaded(referencePath("fec_small_seed0.pth.tar")); }, 2, 224, 224},
     {"default_model", [] { return loaded(FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar"); }, 2, 128, 128},
     {"folded", [] { return random(foldedConfig()); }, 2, 128, 96},
-    {"non_square", [] {
+    {"non_square",
+     [] {
          auto c = FecConfig::small();
          c.layers = {1, 1, 1, 1};
          c.numClasses = 5;
          return random(c);
-     }, 1, 96, 160},
+     },
+     1, 96, 160},
 };
 
 INSTANTIATE_TEST_SUITE_P(Models, EvidenceSplit, ::testing::ValuesIn(kCases),

@@ -49,7 +49,8 @@ TEST_F(GpuParity, BenchmarkShapesRunInHalfPrecision)
     model->to(c10::Device(c10::kCUDA, 0));
     model->to(c10::kBFloat16);
     c10::InferenceMode guard;
-    auto out = model->forward(at::randn({4, 3, 224, 224}, at::TensorOptions().device(c10::kCUDA).dtype(c10::kBFloat16)));
+    auto out =
+        model->forward(at::randn({4, 3, 224, 224}, at::TensorOptions().device(c10::kCUDA).dtype(c10::kBFloat16)));
     EXPECT_EQ(out.sizes(), (std::vector<int64_t>{4, 1000}));
     EXPECT_TRUE(at::isfinite(out.to(at::kFloat)).all().item<bool>());
 }

@@ -266,12 +266,21 @@ void expectSameValue(const Value& a, const Archive& A, const Value& b, const Arc
 {
     ASSERT_EQ(a.kind, b.kind) << path;
     switch (a.kind) {
-    case Kind::None: break;
-    case Kind::Bool: EXPECT_EQ(a.b, b.b) << path; break;
-    case Kind::Int: EXPECT_EQ(a.i, b.i) << path; break;
-    case Kind::Float: EXPECT_EQ(std::memcmp(&a.f, &b.f, sizeof(double)), 0) << path; break;
+    case Kind::None:
+        break;
+    case Kind::Bool:
+        EXPECT_EQ(a.b, b.b) << path;
+        break;
+    case Kind::Int:
+        EXPECT_EQ(a.i, b.i) << path;
+        break;
+    case Kind::Float:
+        EXPECT_EQ(std::memcmp(&a.f, &b.f, sizeof(double)), 0) << path;
+        break;
     case Kind::String:
-    case Kind::Bytes: EXPECT_EQ(a.s, b.s) << path; break;
+    case Kind::Bytes:
+        EXPECT_EQ(a.s, b.s) << path;
+        break;
     case Kind::List:
     case Kind::Tuple:
         ASSERT_EQ(a.items.size(), b.items.size()) << path;
@@ -1015,9 +1024,14 @@ TEST(PickleHostile, MutatedFixturesNeverCrash)
                 // Mostly in the pickle (start) and the zip directory (end), where structure lives.
                 size_t at;
                 switch (rng() % 3) {
-                case 0: at = rng() % std::min<size_t>(b.size(), 17000); break;
-                case 1: at = b.size() - 1 - rng() % std::min<size_t>(b.size(), 12000); break;
-                default: at = rng() % b.size();
+                case 0:
+                    at = rng() % std::min<size_t>(b.size(), 17000);
+                    break;
+                case 1:
+                    at = b.size() - 1 - rng() % std::min<size_t>(b.size(), 12000);
+                    break;
+                default:
+                    at = rng() % b.size();
                 }
                 b[at] = static_cast<uint8_t>(rng());
             }
@@ -1214,26 +1228,30 @@ TEST(PickleAudit, RepeatedCallsOnSharedValuesAreBounded)
     Limits quarterGiB;
     quarterGiB.maxPickleMemory = 256ull << 20;
     quarterGiB.maxPickleOps = 1ull << 40;  // the memory charge alone must stop it
-    EXPECT_LT(cpuSecondsOf([&] { error = formatErrorOf([&] { unpickleString(copies, nullptr, nullptr, quarterGiB); }); }),
-              3.0 * kCpuSlack);
+    EXPECT_LT(
+        cpuSecondsOf([&] { error = formatErrorOf([&] { unpickleString(copies, nullptr, nullptr, quarterGiB); }); }),
+        3.0 * kCpuSlack);
     EXPECT_NE(error.find("needs more than 256 MiB of memory"), std::string::npos) << error;
 }
 
 TEST(PickleAudit, ExpandedTensorsCannotOutgrowTheFile)
 {
     // One float viewed as a 10^6 x 10^6 tensor through zero strides: 4 TB once materialised.
-    const std::string huge = kProto2 + tensorWith(1, binint1(0), binint(1000000) + binint(1000000) + "\x86",
-                                                  binint1(0) + binint1(0) + "\x86") + ".";
+    const std::string huge =
+        kProto2 +
+        tensorWith(1, binint1(0), binint(1000000) + binint(1000000) + "\x86", binint1(0) + binint1(0) + "\x86") + ".";
     const std::string error = formatErrorOf([&] { unpickleString(huge); });
     EXPECT_NE(error.find("far more than the storages in the file"), std::string::npos) << error;
     // Sizes whose product overflows 64 bits.
     const std::string overflow =
-        kProto2 + tensorWith(1, binint1(0), "(" + binint(1 << 30) + binint(1 << 30) + binint(1 << 30) + "t",
-                             "(" + binint1(0) + binint1(0) + binint1(0) + "t") + ".";
+        kProto2 +
+        tensorWith(1, binint1(0), "(" + binint(1 << 30) + binint(1 << 30) + binint(1 << 30) + "t",
+                   "(" + binint1(0) + binint1(0) + binint1(0) + "t") +
+        ".";
     EXPECT_NE(formatErrorOf([&] { unpickleString(overflow); }).find("more than 2^63 bytes"), std::string::npos);
     // A small broadcast view is legal and kept.
-    const auto ok =
-        unpickleString(kProto2 + tensorWith(3, binint1(0), binint1(4) + binint1(3) + "\x86", binint1(0) + binint1(1) + "\x86") + ".");
+    const auto ok = unpickleString(
+        kProto2 + tensorWith(3, binint1(0), binint1(4) + binint1(3) + "\x86", binint1(0) + binint1(1) + "\x86") + ".");
     EXPECT_EQ(ok->tensor.sizes, (std::vector<int64_t>{4, 3}));
     // Many full views of one storage add up: 4x its size is allowed, 5x is not.
     Limits strict;
@@ -1283,8 +1301,9 @@ TEST(PickleAudit, ShapesStridesAndOffsetsAreChecked)
             EXPECT_EQ(error, "(no error)") << c.what;
     }
     // Storage element counts: negative, or more bytes than a file may hold.
-    EXPECT_NE(formatErrorOf([&] { unpickleString(kProto2 + tensorWith(-4, binint1(0), ")", ")") + "."); })
-                  .find("claims -4 elements"),
+    EXPECT_NE(formatErrorOf([&] {
+                  unpickleString(kProto2 + tensorWith(-4, binint1(0), ")", ")") + ".");
+              }).find("claims -4 elements"),
               std::string::npos);
     Limits small;
     small.maxFileBytes = 1000;
@@ -1405,11 +1424,11 @@ TEST(PickleHardening, ZipNamesAndCountsAreReadAsPyTorchDoes)
 {
     const std::string data16(16, '\x01');
     // PyTorch finds "data.pkl" ignoring case: two names that differ only in case are ambiguous.
-    EXPECT_NE(formatErrorOf([&] {
-                  readBytes(makeZip(
-                      {{"ck/data.pkl", kBenignPkl}, {"ck/DATA.pkl", kPayloadPkl}, {"ck/data/0", data16}}));
-              }).find("zip entries \"ck/data.pkl\" and \"ck/DATA.pkl\" differ only in case"),
-              std::string::npos);
+    EXPECT_NE(
+        formatErrorOf([&] {
+            readBytes(makeZip({{"ck/data.pkl", kBenignPkl}, {"ck/DATA.pkl", kPayloadPkl}, {"ck/data/0", data16}}));
+        }).find("zip entries \"ck/data.pkl\" and \"ck/DATA.pkl\" differ only in case"),
+        std::string::npos);
     // Entry counts that disagree (PyTorch refuses the archive).
     Bytes z = makeZip({{"ck/data.pkl", kBenignPkl}, {"ck/data/0", data16}});
     z[z.size() - 22 + 8] = 1;
@@ -1477,8 +1496,9 @@ TEST(PickleHardening, NestedPicklesAreNamed)
     // As the data of a tensor.
     const std::string asData = kProto2 + global("torch._utils", "_rebuild_tensor_v2") + "(" + nested + binint1(0) +
                                binint1(4) + "\x85" + binint1(1) + "\x85" + "\x89}tR.";
-    EXPECT_NE(formatErrorOf([&] { unpickleString(asData); })
-                  .find("is a nested pickle (torch.storage._load_from_bytes), not loaded"),
+    EXPECT_NE(formatErrorOf([&] {
+                  unpickleString(asData);
+              }).find("is a nested pickle (torch.storage._load_from_bytes), not loaded"),
               std::string::npos);
 }
 

@@ -351,16 +351,16 @@ TEST(ImageHostile, DecompressionBombsAreRefusedFromTheHeader)
 
     // TIFF (little- and big-endian) with LONG width/length tags.
     for (bool little : {true, false}) {
-        Bytes tiff = little ? Bytes{'I', 'I', 42, 0, 8, 0, 0, 0, 2, 0, 0, 1, 4, 0, 1, 0, 0, 0, 0x70, 0x11, 1, 0,
-                                    1,   1,   4,  0, 1, 0, 0, 0, 0x70, 0x11, 1, 0, 0, 0, 0, 0}
-                            : Bytes{'M', 'M', 0, 42, 0, 0, 0, 8, 0, 2, 1, 0, 0, 4, 0, 0, 0, 1, 0, 1, 0x11, 0x70,
-                                    1,   1,   0, 4,  0, 0, 0, 1, 0, 1, 0x11, 0x70, 0, 0, 0, 0};
+        Bytes tiff = little ? Bytes{'I',  'I', 42, 0, 8, 0, 0, 0, 2, 0, 0, 1,    4,    0, 1, 0, 0, 0, 0x70,
+                                    0x11, 1,   0,  1, 1, 4, 0, 1, 0, 0, 0, 0x70, 0x11, 1, 0, 0, 0, 0, 0}
+                            : Bytes{'M', 'M',  0,    42, 0, 0, 0, 8, 0, 2, 1, 0, 0, 4,    0,    0, 0, 1, 0,
+                                    1,   0x11, 0x70, 1,  1, 0, 4, 0, 0, 0, 1, 0, 1, 0x11, 0x70, 0, 0, 0, 0};
         expectRefused(tiff, little ? "bomb-le.tif" : "bomb-be.tif", "70000x70000 pixels");
     }
 
     // WebP extended header: 16384 x 16384 canvas.
-    Bytes webp{'R', 'I', 'F', 'F', 22, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'X', 10, 0, 0, 0,
-               0,   0,   0,   0,   0xff, 0x3f, 0, 0xff, 0x3f, 0};
+    Bytes webp{'R', 'I', 'F', 'F', 22, 0, 0, 0, 'W', 'E',  'B',  'P', 'V',  'P',  '8',
+               'X', 10,  0,   0,   0,  0, 0, 0, 0,   0xff, 0x3f, 0,   0xff, 0x3f, 0};
     expectRefused(webp, "bomb.webp", "16384x16384 pixels");
 
     // Text headers and the rarer formats OpenCV also decodes.
@@ -438,8 +438,8 @@ TEST(ImageHostile, ExifOrientationIsApplied)
     const Bytes plain = encode(".jpg", image);
     for (uint8_t orientation : {1, 3, 6, 8}) {
         // APP1 Exif: a little-endian TIFF block with one Orientation (0x0112) SHORT entry.
-        const Bytes exif{'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0,
-                         0x12, 0x01, 3, 0, 1, 0, 0, 0, orientation, 0, 0, 0, 0, 0, 0, 0};
+        const Bytes exif{'E',  'x',  'i', 'f', 0, 0, 'I', 'I', 42,          0, 8, 0, 0, 0, 1, 0,
+                         0x12, 0x01, 3,   0,   1, 0, 0,   0,   orientation, 0, 0, 0, 0, 0, 0, 0};
         Bytes jpg(plain.begin(), plain.begin() + 2);
         jpg.insert(jpg.end(), {0xff, 0xe1, 0, static_cast<uint8_t>(exif.size() + 2)});
         jpg.insert(jpg.end(), exif.begin(), exif.end());
@@ -606,7 +606,7 @@ Bytes tiffWithRepeatedSize(uint32_t firstWidth, uint32_t firstHeight, uint32_t s
         uint16_t tag, type;
         uint32_t value;
     };
-    const uint32_t pixels = 8 + 2 + 12 * 12 + 4; // right after the directory and its next-IFD offset
+    const uint32_t pixels = 8 + 2 + 12 * 12 + 4;  // right after the directory and its next-IFD offset
     const Entry entries[] = {{256, 4, firstWidth}, {256, 4, secondWidth}, {257, 4, firstHeight}, {257, 4, secondHeight},
                              {258, 3, 8},          {259, 3, 1},           {262, 3, 1},           {273, 4, pixels},
                              {277, 3, 1},          {278, 4, 4},           {279, 4, 16},          {284, 3, 1}};
@@ -619,7 +619,7 @@ Bytes tiffWithRepeatedSize(uint32_t firstWidth, uint32_t firstHeight, uint32_t s
         le(e.tag, 2);
         le(e.type, 2);
         le(1, 4);
-        le(e.value, 4); // a SHORT sits in the first two bytes of the value field
+        le(e.value, 4);  // a SHORT sits in the first two bytes of the value field
     }
     le(0, 4);
     for (int i = 0; i < 16; ++i)
@@ -659,8 +659,8 @@ TEST(ImageFolderHostile, BadFilesAreSkippedAndReportedNotFatal)
     fs::create_directories(root / "cat");
     fs::create_directories(root / "dog");
     writeFileAtomic((root / "cat" / "1.png").string(), encode(".png", testPattern(8, 6)));
-    writeFileAtomic((root / "cat" / "2.png").string(), std::string());                   // empty
-    writeFileAtomic((root / "cat" / "3.jpg").string(), std::string("not a picture"));    // text
+    writeFileAtomic((root / "cat" / "2.png").string(), std::string());                    // empty
+    writeFileAtomic((root / "cat" / "3.jpg").string(), std::string("not a picture"));     // text
     writeFileAtomic((root / "cat" / "4.png").string(), makePng(30000, 30000, 0, 8, {}));  // bomb
     writeFileAtomic((root / "dog" / "1.png").string(), encode(".png", testPattern(5, 7)));
     writeFileAtomic((root / "dog" / "2.jpg").string(), encode(".jpg", testPattern(9, 4)));

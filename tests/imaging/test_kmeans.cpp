@@ -22,10 +22,10 @@ namespace fec::imaging {
 namespace {
 
 struct Case {
-    std::string model;      // folder under reference/
-    std::string checkpoint; // file under reference/
+    std::string model;       // folder under reference/
+    std::string checkpoint;  // file under reference/
     WeightsChoice weights;
-    int image; // row of input_batch
+    int image;  // row of input_batch
 };
 
 std::string caseName(const ::testing::TestParamInfo<Case>& info)
@@ -282,5 +282,5 @@ TEST(ClusterMerger, RejectsPyramidsItCannotMerge)
     EXPECT_THROW(ClusterMerger(tinyPyramid(at::ones({5, 3}))), std::invalid_argument);
 }
 
-} // namespace
-} // namespace fec::imaging
+}  // namespace
+}  // namespace fec::imaging

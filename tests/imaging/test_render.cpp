@@ -65,8 +65,8 @@ InputMapping squashMapping(int width, int height, int size = 224)
 
 TEST(Palette, FirstColoursAreDistinctAndColourBlindSafe)
 {
-    EXPECT_EQ(paletteColour(0), cv::Vec3b(230, 159, 0));  // Okabe-Ito orange
-    EXPECT_EQ(paletteColour(1), cv::Vec3b(86, 180, 233)); // Okabe-Ito sky blue
+    EXPECT_EQ(paletteColour(0), cv::Vec3b(230, 159, 0));   // Okabe-Ito orange
+    EXPECT_EQ(paletteColour(1), cv::Vec3b(86, 180, 233));  // Okabe-Ito sky blue
     std::set<std::tuple<int, int, int>> seen;
     for (int i = 0; i < 64; ++i) {
         const auto c = paletteColour(i);
@@ -217,7 +217,7 @@ TEST(Overlay, CropLeavesOutsidePixelsDarkenedAndUnlabelled)
     const auto& m = prepared.mapping;
     ASSERT_GT(m.offsetX, 20);
     const auto labels = blockyLabels(9, 4);
-    OverlayStyle style; // Both
+    OverlayStyle style;  // Both
     const cv::Mat out = overlay(image, labels, m, style);
     const int left = static_cast<int>(std::floor(m.offsetX)) - 1;
     const int right = static_cast<int>(std::ceil(m.offsetX + m.inputSize * m.scaleX)) + 1;
@@ -374,5 +374,5 @@ TEST(WriteImage, FailuresNameTheFile)
     EXPECT_FALSE(fs::exists(jpeg16));
 }
 
-} // namespace
-} // namespace fec::imaging
+}  // namespace
+}  // namespace fec::imaging

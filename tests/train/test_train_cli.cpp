@@ -268,7 +268,7 @@ TEST(TrainCli, SignalStopsAtAStepBoundaryAndResumeFinishesTheRun)
     ASSERT_EQ(runFec({"--threads", "1", "train", "--resume", "--out", run}, dir, "b"), 0)
         << test::readText(dir.file("b.err"));
     EXPECT_NE(test::readText(dir.file("b.err")).find("resuming from"), std::string::npos);
-    EXPECT_EQ(loggedStep(run), 256); // 2048 images / 8 per step
+    EXPECT_EQ(loggedStep(run), 256);  // 2048 images / 8 per step
     record = nlohmann::json::parse(test::readText(run + "/run.json"))["final"];
     EXPECT_EQ(record["status"], "done") << record.dump();
     EXPECT_EQ(record["steps"], 256);
@@ -289,11 +289,11 @@ TEST(TrainCli, EveryOptionFlagIsAcceptedAndRecorded)
         flags.insert((*it)[2]);
     const std::set<std::string> outsideTheTable{"--help",        "--data",         "--out",
                                                 "--val",         "--val-split",    "--train-limit",
-                                                "--val-limit", // run.json "command"
+                                                "--val-limit",  // run.json "command"
                                                 "--arch",        "--config",       "--layers",
                                                 "--dims",        "--heads",        "--head-dims",
-                                                "--mlp-ratios",  "--proposals", // "config"
-                                                "--no-augment", // a preset of the table's augment and mix rows
+                                                "--mlp-ratios",  "--proposals",  // "config"
+                                                "--no-augment",  // a preset of the table's augment and mix rows
                                                 "--json",        "--dry-run",      "--nproc-per-node",
                                                 "--nnodes",      "--node-rank",    "--master-addr",
                                                 "--master-port", "--dist-timeout", "--bench",
@@ -369,8 +369,7 @@ TEST(TrainCli, SecondTrainerOnABusyRunFolderIsRefusedAndTheFirstRunIsIntact)
     EXPECT_EQ(runFolderOwner(run), static_cast<long>(first.pid));
     const auto runJson = test::readText(run + "/run.json");
 
-    for (const auto& [name, args] :
-         std::vector<std::pair<std::string, std::vector<std::string>>>{
+    for (const auto& [name, args] : std::vector<std::pair<std::string, std::vector<std::string>>>{
              {"new", tinyRun(run, {"--batch", "16", "--epochs", "1"}, 512)},
              {"resume", {"--threads", "1", "train", "--resume", "--out", run}}}) {
         const int code = runFec(args, dir, name, 60);
@@ -391,12 +390,12 @@ TEST(TrainCli, SecondTrainerOnABusyRunFolderIsRefusedAndTheFirstRunIsIntact)
     ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << test::readText(dir.file("a.err"));
     EXPECT_EQ(WEXITSTATUS(status), 0) << test::readText(dir.file("a.err"));
     const auto stoppedAt = loggedStep(run);
-    EXPECT_GE(parsedMetricLines(run), stoppedAt); // one line per step, none torn, none foreign
+    EXPECT_GE(parsedMetricLines(run), stoppedAt);  // one line per step, none torn, none foreign
     auto record = nlohmann::json::parse(test::readText(run + "/run.json"));
-    EXPECT_EQ(record["train_size"], 2048); // the first run's description, not the refused one's
+    EXPECT_EQ(record["train_size"], 2048);  // the first run's description, not the refused one's
     EXPECT_EQ(record["final"]["status"], "stopped") << record.dump();
     EXPECT_EQ(record["final"]["steps"], stoppedAt);
-    EXPECT_EQ(runFolderOwner(run), 0); // released with the process
+    EXPECT_EQ(runFolderOwner(run), 0);  // released with the process
 }
 
 // flock locks die with their process: a lock file naming a killed process is taken over.
@@ -414,7 +413,7 @@ TEST(TrainCli, LockFileLeftByAKilledProcessDoesNotBlockANewRun)
     ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << test::readText(dir.file("t.err"));
     EXPECT_EQ(WEXITSTATUS(status), 0) << test::readText(dir.file("t.err"));
     EXPECT_EQ(loggedStep(run), 2);
-    EXPECT_EQ(std::stol(test::readText(runLockPath(run))), static_cast<long>(c.pid)); // the pid was rewritten
+    EXPECT_EQ(std::stol(test::readText(runLockPath(run))), static_cast<long>(c.pid));  // the pid was rewritten
 }
 
 TEST(TrainCliDistributed, TwoProcessesMatchOneProcessWithTheDoubleBatch)
@@ -445,7 +444,7 @@ TEST(TrainCliDistributed, TwoProcessesMatchOneProcessWithTheDoubleBatch)
         moved += !at::equal(p.value(), q);
     }
     EXPECT_LT(worst, 2e-5) << "parameters of 2 x 8 and 1 x 16 differ";
-    EXPECT_GT(moved, 0); // reduction order makes them differ a little, which shows two processes ran
+    EXPECT_GT(moved, 0);  // reduction order makes them differ a little, which shows two processes ran
     // Both saw the same loss at every step and the same validation (sharded on two ranks).
     std::ifstream a(dir.file("one") + "/metrics.jsonl"), b(dir.file("two") + "/metrics.jsonl");
     std::string la, lb;
@@ -525,8 +524,8 @@ TEST(TrainCliDistributed, LauncherOwnsTheRunFolderAndRefusesASecondStart)
         GTEST_SKIP() << "built without Gloo headers (libgloo-dev)";
     TempDir dir;
     const auto run = dir.file("run");
-    auto launcher = spawn(tinyRun(run, {"--batch", "4", "--epochs", "1000", "--nproc-per-node", "2",
-                                        "--master-port", std::to_string(freePort())}),
+    auto launcher = spawn(tinyRun(run, {"--batch", "4", "--epochs", "1000", "--nproc-per-node", "2", "--master-port",
+                                        std::to_string(freePort())}),
                           dir.file("l.out"), dir.file("l.err"));
     ASSERT_TRUE(waitForStep(run, 2, 90)) << test::readText(dir.file("l.err"));
     EXPECT_EQ(runFolderOwner(run), static_cast<long>(launcher.pid));
@@ -546,5 +545,5 @@ TEST(TrainCliDistributed, LauncherOwnsTheRunFolderAndRefusesASecondStart)
     EXPECT_EQ(runFolderOwner(run), 0);
 }
 
-} // namespace
-} // namespace fec::train
+}  // namespace
+}  // namespace fec::train

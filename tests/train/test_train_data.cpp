@@ -228,7 +228,7 @@ TEST(FashionMnistData, ReadsImagesLabelsAndNames)
     auto s = test.get(0);
     EXPECT_EQ(s.image.sizes(), (at::IntArrayRef{28, 28, 1}));
     EXPECT_EQ(s.image.scalar_type(), at::kByte);
-    EXPECT_EQ(s.label, 9); // the first t10k image is an ankle boot
+    EXPECT_EQ(s.label, 9);  // the first t10k image is an ankle boot
     EXPECT_GT(s.image.max().item<int>(), 100);
     // Grey is replicated to three channels and upscaled to the training size.
     auto x = evalTransform(s.image, 64, EvalResize::Squash);
@@ -281,7 +281,7 @@ TEST(ImageFolderData, ClassesFromFoldersAndValidationFollowsTrainingClasses)
             const auto folder = std::filesystem::path(dir.path()) / split / classes[c];
             std::filesystem::create_directories(folder);
             for (int i = 0; i < 3; ++i) {
-                cv::Mat image(20 + i, 30, CV_8UC3, cv::Scalar(c ? 255 : 0, 0, c ? 0 : 255)); // BGR
+                cv::Mat image(20 + i, 30, CV_8UC3, cv::Scalar(c ? 255 : 0, 0, c ? 0 : 255));  // BGR
                 cv::imwrite((folder / ("img" + std::to_string(i) + (i % 2 ? ".png" : ".jpg"))).string(), image);
             }
         }
@@ -297,7 +297,7 @@ TEST(ImageFolderData, ClassesFromFoldersAndValidationFollowsTrainingClasses)
     EXPECT_EQ(train.get(5).label, 1);
     datasets::ImageFolder val((std::filesystem::path(dir.path()) / "val").string(), {"dog", "cat"});
     EXPECT_EQ(val.classNames()[0], "dog");
-    EXPECT_EQ(val.label(0), 0); // dog's images come first in the given class order
+    EXPECT_EQ(val.label(0), 0);  // dog's images come first in the given class order
     EXPECT_THROW(datasets::ImageFolder((std::filesystem::path(dir.path()) / "val").string(), {"cat"}), DataError);
     EXPECT_TRUE(datasets::ImageFolder::looksLikeImageFolder((std::filesystem::path(dir.path()) / "train").string()));
     EXPECT_FALSE(datasets::ImageFolder::looksLikeImageFolder(dir.path() + "/nothing"));
@@ -461,7 +461,7 @@ TEST(Sharding, RanksTakeDisjointShardsWhoseUnionIsTheSingleProcessBatch)
     auto single = trainBatches(order, 8, 0, 1);
     auto r0 = trainBatches(order, 4, 0, 2), r1 = trainBatches(order, 4, 1, 2);
     ASSERT_EQ(r0.size(), r1.size());
-    ASSERT_EQ(r0.size(), single.size()); // 103 / 8 = 12 steps either way
+    ASSERT_EQ(r0.size(), single.size());  // 103 / 8 = 12 steps either way
     for (size_t k = 0; k < single.size(); ++k) {
         std::multiset<int64_t> a(single[k].begin(), single[k].end()), b(r0[k].begin(), r0[k].end());
         b.insert(r1[k].begin(), r1[k].end());
@@ -491,7 +491,7 @@ TEST(Optimizer, AdamWMatchesTorchAndSkipsParametersWithoutGradient)
     EXPECT_FALSE(adam.slots()[1].decay);
     double p = 1.0, m = 0, v = 0;
     for (int step = 1; step <= 2; ++step) {
-        const double g = 2.0 * p; // d(p^2)/dp
+        const double g = 2.0 * p;  // d(p^2)/dp
         w.mutable_grad() = at::full({2, 1}, g, at::kDouble);
         bias.mutable_grad() = at::full({2}, g, at::kDouble);
         adam.step(0.1);
@@ -568,7 +568,7 @@ TEST(TfEvents, Crc32cKnownValuesAndMasking)
     EXPECT_EQ(crc32c(digits.data(), digits.size()), 0xE3069283u);
     EXPECT_EQ(crc32c("", 0), 0u);
     const std::string zeros(32, '\0');
-    EXPECT_EQ(crc32c(zeros.data(), zeros.size()), 0x8A9136AAu); // RFC 3720 B.4
+    EXPECT_EQ(crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);  // RFC 3720 B.4
     const uint32_t crc = 0x12345678u;
     EXPECT_EQ(maskCrc(crc), (((crc >> 15) | (crc << 17)) + 0xa282ead8u));
 }
@@ -637,5 +637,5 @@ TEST(TfEvents, TensorBoardReaderAgreesWhenInstalled)
     EXPECT_EQ(std::system(("/usr/bin/python3 " + script + " " + path).c_str()), 0);
 }
 
-} // namespace
-} // namespace fec::train
+}  // namespace
+}  // namespace fec::train

@@ -194,5 +194,5 @@ TEST(TrainOptionTable, BadValuesAreRefusedNamingTheFlag)
     EXPECT_EQ(findTrainOption("--lr")->value(o), "0.002");
 }
 
-} // namespace
-} // namespace fec::train
+}  // namespace
+}  // namespace fec::train

@@ -38,7 +38,7 @@ public:
     void SetUp() override
     {
         installCachingCpuAllocator();
-        at::set_num_threads(1); // exact reproducibility and a fair share of a small machine
+        at::set_num_threads(1);  // exact reproducibility and a fair share of a small machine
     }
 };
 const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new Environment);
@@ -188,7 +188,7 @@ TEST(Trainer, LossDecreasesOnAFashionMnistSubset)
     const double first = (losses[0] + losses[1] + losses[2] + losses[3] + losses[4]) / 5;
     const double last = (losses[35] + losses[36] + losses[37] + losses[38] + losses[39]) / 5;
     EXPECT_LT(last, first - 0.5) << "first steps " << first << ", last steps " << last;
-    EXPECT_GT(result.bestTop1, 40.0); // chance is 10%
+    EXPECT_GT(result.bestTop1, 40.0);  // chance is 10%
 }
 
 // Everything random is on: crop, flip, erasing, MixUp/CutMix, drop path, EMA, accumulation.
@@ -198,7 +198,7 @@ TrainOptions resumeOptions(const std::string& dir)
     o.batch = 8;
     o.accum = 2;
     o.epochs = 2;
-    o.maxSteps = 10; // 6 steps per epoch: the run crosses an epoch boundary
+    o.maxSteps = 10;  // 6 steps per epoch: the run crosses an epoch boundary
     o.augment.eraseProb = 0.5;
     o.mix.mixupAlpha = 0.4;
     o.mix.cutmixAlpha = 1.0;
@@ -232,7 +232,7 @@ TEST(Trainer, ResumeAfterStopReproducesTheUninterruptedRun)
         }
         auto o = resumeOptions(dir.path());
         o.resume = true;
-        o.workers = 1; // the data pipeline's results do not depend on its thread count
+        o.workers = 1;  // the data pipeline's results do not depend on its thread count
         Trainer second(o, data, val);
         auto r = second.run();
         EXPECT_TRUE(r.completed);
@@ -278,7 +278,7 @@ TEST(Trainer, CheckpointHoldsEverythingAndLoadsEverywhere)
     const auto& info = loaded.info;
     EXPECT_TRUE(info.configStored);
     EXPECT_EQ(info.layout, CheckpointLayout::TimmTraining);
-    EXPECT_EQ(info.weights, WeightsEntry::StateDictEma); // the EMA weights are what evaluation uses by default
+    EXPECT_EQ(info.weights, WeightsEntry::StateDictEma);  // the EMA weights are what evaluation uses by default
     EXPECT_EQ(info.classNames, (std::vector<std::string>{"c0", "c1", "c2"}));
     EXPECT_EQ(info.inputSize, 32);
     EXPECT_EQ(info.preprocess, "squash");
@@ -306,7 +306,7 @@ TEST(Trainer, CheckpointHoldsEverythingAndLoadsEverywhere)
 
     // metrics.jsonl and the TensorBoard file agree on what was logged.
     auto lines = metricLines(dir.path());
-    ASSERT_EQ(lines.size(), 4u); // 3 train steps + 1 validation
+    ASSERT_EQ(lines.size(), 4u);  // 3 train steps + 1 validation
     for (const auto& key : {"phase", "epoch", "step", "loss", "lr", "images_per_s", "time"})
         EXPECT_TRUE(lines[0].contains(key)) << key;
     EXPECT_EQ(lines[3]["phase"], "val");
@@ -451,7 +451,7 @@ TEST(TrainerFinalRecord, StoppedRunSaysSoAndResumeReplacesIt)
     TempDir dir;
     auto o = test::tinyOptions(dir.path());
     o.epochs = 2;
-    o.maxSteps = 6; // 4 steps per epoch
+    o.maxSteps = 6;  // 4 steps per epoch
     auto data = std::make_shared<SyntheticDataset>(64, 2);
     std::atomic<bool> cancel{false};
     {
@@ -538,7 +538,7 @@ TEST(Trainer, BadOptionsAreRejectedWithReasons)
     EXPECT_THROW(Trainer(o, data, nullptr), std::invalid_argument);
     o = test::tinyOptions(dir.path());
     o.resume = true;
-    EXPECT_THROW(Trainer(o, data, nullptr), std::invalid_argument); // nothing to resume
+    EXPECT_THROW(Trainer(o, data, nullptr), std::invalid_argument);  // nothing to resume
 }
 
 // A process killed while writing a checkpoint leaves the previous one loadable.
@@ -547,7 +547,7 @@ TEST(CheckpointSafety, KillDuringSaveLeavesALoadableCheckpoint)
     TempDir dir;
     const auto path = dir.file("last.pth.tar");
     auto config = test::tinyConfig();
-    config.dims = {32, 64, 128, 256}; // a few MB, so a save takes long enough to be interrupted
+    config.dims = {32, 64, 128, 256};  // a few MB, so a save takes long enough to be interrupted
     std::mt19937 random(12345);
     for (int round = 0; round < 4; ++round) {
         const pid_t child = fork();
@@ -583,5 +583,5 @@ TEST(CheckpointSafety, KillDuringSaveLeavesALoadableCheckpoint)
     }
 }
 
-} // namespace
-} // namespace fec::train
+}  // namespace
+}  // namespace fec::train

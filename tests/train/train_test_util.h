@@ -94,4 +94,4 @@ inline std::string readText(const std::string& path)
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-} // namespace fec::test
+}  // namespace fec::test

@@ -45,9 +45,9 @@ inline ui::ExplainResultPtr explain(const ui::ModelBundle& bundle, const QString
 }  // namespace fec::test
 
 /// Skips the test (with the reason) when a reference fixture is missing.
-#define FEC_REQUIRE_FIXTURE(relative)                                                                     \
-    do {                                                                                                  \
-        if (!fec::test::referenceExists(relative))                                                        \
-            QSKIP(qPrintable(QStringLiteral("reference fixture %1 missing (set FEC_REFERENCE_DIR)")        \
-                                 .arg(fec::test::refPath(relative))));                                     \
+#define FEC_REQUIRE_FIXTURE(relative)                                                                                  \
+    do {                                                                                                               \
+        if (!fec::test::referenceExists(relative))                                                                     \
+            QSKIP(qPrintable(QStringLiteral("reference fixture %1 missing (set FEC_REFERENCE_DIR)")                    \
+                                 .arg(fec::test::refPath(relative))));                                                 \
     } while (0)

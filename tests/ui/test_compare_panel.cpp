@@ -41,7 +41,7 @@ private Q_SLOTS:
         auto same = segmentDifference(a, b, &fraction);
         QCOMPARE(same.sum().item<int64_t>(), 0);
         QCOMPARE(fraction, 0.0);
-        b[0][0] = 3; // moved to the right segment
+        b[0][0] = 3;  // moved to the right segment
         auto changed = segmentDifference(a, b, &fraction);
         QCOMPARE(changed.sum().item<int64_t>(), 1);
         QVERIFY(changed[0][0].item<bool>());
@@ -56,7 +56,7 @@ private Q_SLOTS:
         panel.show();
         QVERIFY(QTest::qWaitForWindowExposed(&panel));
         panel.setResult(m_result);
-        QCOMPARE(panel.paneCount(), 3); // one per level until the user chooses
+        QCOMPARE(panel.paneCount(), 3);  // one per level until the user chooses
         QVERIFY(panel.isRendered());
         const auto& p = m_result->pyramid;
         for (int i = 0; i < 3; ++i) {
@@ -106,7 +106,7 @@ private Q_SLOTS:
         QVERIFY(QTest::qWaitForWindowExposed(&panel));
         panel.setResult(m_result);
         panel.setPaneCount(3);
-        QTest::qWait(50); // a new arrangement of the panes is laid out by a posted event
+        QTest::qWait(50);  // a new arrangement of the panes is laid out by a posted event
         QVERIFY(panel.isRendered());
         for (int i = 0; i < 3; ++i) {
             const ImageView* view = panel.view(i);
@@ -156,7 +156,7 @@ private Q_SLOTS:
         second.kind = Kind::SecondModel;
         second.level = 3;
         panel.setSource(1, second);
-        QVERIFY(panel.view(1)->image().isNull()); // nothing loaded yet: placeholder
+        QVERIFY(panel.view(1)->image().isNull());  // nothing loaded yet: placeholder
         panel.setSecondaryResult(m_second);
         QVERIFY(!panel.view(1)->image().isNull());
         QVERIFY(panel.isRendered());

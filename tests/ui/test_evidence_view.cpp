@@ -185,7 +185,7 @@ private Q_SLOTS:
         m_threads.clear();
 
         // What the engine says removing that segment does.
-        fec::SegmentAblator ablator(*m_bundle->loaded.model.ptr(), m_result->prepared.tensor.unsqueeze(0), 
+        fec::SegmentAblator ablator(*m_bundle->loaded.model.ptr(), m_result->prepared.tensor.unsqueeze(0),
                                     m_result->pyramid.levelCount(),
                                     std::vector<int32_t>(m_result->pyramid.levels.back().nonEmpty.begin(),
                                                          m_result->pyramid.levels.back().nonEmpty.end()));
@@ -196,7 +196,8 @@ private Q_SLOTS:
         QVERIFY(std::abs(shown - engine) < 1e-5);
         QVERIFY(std::abs(shown - base) > 1e-9);
         QCOMPARE(shown > base, engine > base);
-        QVERIFY2(view.interventionText().contains(QStringLiteral("Removing 1 segment")), qPrintable(view.interventionText()));
+        QVERIFY2(view.interventionText().contains(QStringLiteral("Removing 1 segment")),
+                 qPrintable(view.interventionText()));
         QVERIFY(view.interventionText().contains(view.classCombo()->itemText(static_cast<int>(top))));
         QCOMPARE(qobject_cast<QCPBars*>(view.plot()->plottable(2))->data()->size(), 1);  // marked bar
 
@@ -312,7 +313,8 @@ private Q_SLOTS:
         QTRY_VERIFY_WITH_TIMEOUT(!view.interventionProbabilities().empty(), 30000);
         QCOMPARE(onGui.load(), 0);
         QCOMPARE(view.interventionSegments().size(), size_t(2));
-        QVERIFY2(view.interventionText().contains(QStringLiteral("Removing 2 segments")), qPrintable(view.interventionText()));
+        QVERIFY2(view.interventionText().contains(QStringLiteral("Removing 2 segments")),
+                 qPrintable(view.interventionText()));
         const auto removed = view.interventionProbabilities();
 
         view.setKeepOnly(true);  // keep only those two: another prediction
@@ -320,8 +322,8 @@ private Q_SLOTS:
                                      !view.interventionText().contains(QStringLiteral("…")),
                                  30000);
         QVERIFY(view.interventionProbabilities() != removed);
-        const double sum = std::accumulate(view.interventionProbabilities().begin(),
-                                           view.interventionProbabilities().end(), 0.0);
+        const double sum =
+            std::accumulate(view.interventionProbabilities().begin(), view.interventionProbabilities().end(), 0.0);
         QVERIFY(std::abs(sum - 1) < 1e-6);
         QTRY_VERIFY_WITH_TIMEOUT(!session.isBusy(), 10000);
     }

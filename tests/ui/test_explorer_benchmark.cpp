@@ -67,10 +67,7 @@ private Q_SLOTS:
         QTRY_VERIFY_WITH_TIMEOUT(m_window->isViewUpToDate(), 60000);  // warm-up run
     }
 
-    void cleanupTestCase()
-    {
-        delete m_window;
-    }
+    void cleanupTestCase() { delete m_window; }
 
     void chooseImageToViewsUpdated()
     {
@@ -131,7 +128,8 @@ private Q_SLOTS:
             const int before = selection->hoveredNode();
             QElapsedTimer timer;
             timer.start();
-            QMouseEvent move(QEvent::MouseMove, pos, view->mapToGlobal(pos), Qt::NoButton, Qt::NoButton, Qt::NoModifier);
+            QMouseEvent move(QEvent::MouseMove, pos, view->mapToGlobal(pos), Qt::NoButton, Qt::NoButton,
+                             Qt::NoModifier);
             QApplication::sendEvent(view, &move);
             view->repaint();
             times.push_back(timer.nsecsElapsed() / 1e6);

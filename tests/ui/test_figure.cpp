@@ -223,5 +223,5 @@ TEST_F(Figure, ToQImageIsADeepRgbCopy)
     EXPECT_THROW(toQImage(cv::Mat(2, 2, CV_32FC1)), std::invalid_argument);
 }
 
-} // namespace
-} // namespace fec::figure
+}  // namespace
+}  // namespace fec::figure

@@ -51,8 +51,10 @@ private Q_SLOTS:
                 if (parent.isValid())
                     QCOMPARE(p.nodes[node].parent, model.nodeOf(parent));
                 QCOMPARE(model.rowCount(index), static_cast<int>(p.nodes[node].children.size()));
-                QCOMPARE(model.data(model.index(row, HierarchyModel::BlocksColumn, parent)).toLongLong(), p.nodes[node].blocks);
-                QCOMPARE(model.data(model.index(row, HierarchyModel::PixelsColumn, parent)).toLongLong(), p.nodes[node].pixels);
+                QCOMPARE(model.data(model.index(row, HierarchyModel::BlocksColumn, parent)).toLongLong(),
+                         p.nodes[node].blocks);
+                QCOMPARE(model.data(model.index(row, HierarchyModel::PixelsColumn, parent)).toLongLong(),
+                         p.nodes[node].pixels);
                 ++seen;
                 walk(index, level - 1);
             }

@@ -101,7 +101,8 @@ private Q_SLOTS:
         QStringList names;
         for (int i = 0; i < model.count(); ++i)
             names << QFileInfo(model.path(i)).fileName();
-        QCOMPARE(names, QStringList({QStringLiteral("a.jpg"), QStringLiteral("b2.PNG"), QStringLiteral("b10.png"), QStringLiteral("c.bmp")}));
+        QCOMPARE(names, QStringList({QStringLiteral("a.jpg"), QStringLiteral("b2.PNG"), QStringLiteral("b10.png"),
+                                     QStringLiteral("c.bmp")}));
         QVERIFY(GalleryModel::isImageFile(QStringLiteral("x.TIFF")));
         QVERIFY(!GalleryModel::isImageFile(QStringLiteral("x.pth")));
     }
@@ -136,7 +137,7 @@ private Q_SLOTS:
             QByteArray png("\x89PNG\r\n\x1a\n", 8);
             png += QByteArray("\x00\x00\x00\x0dIHDR", 8);
             png += QByteArray("\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02\x00\x00\x00", 13);  // 100000 x 100000 RGB
-            png += QByteArray(4, '\0');                                                              // CRC (never read)
+            png += QByteArray(4, '\0');                                                     // CRC (never read)
             png += QByteArray("\x00\x00\x00\x0cIDAT", 8) + QByteArray(16, '\0');
             f.write(png);
         }

@@ -72,8 +72,9 @@ private Q_SLOTS:
         QVERIFY(!view.isFitted());
         QVERIFY(view.zoom() > 1.3 * 400.0 / 600.0);
         const QPointF after = view.imagePointAt(cursor);
-        QVERIFY2(std::abs(after.x() - before.x()) < 0.5 && std::abs(after.y() - before.y()) < 0.5,
-                 qPrintable(QStringLiteral("%1,%2 vs %3,%4").arg(before.x()).arg(before.y()).arg(after.x()).arg(after.y())));
+        QVERIFY2(
+            std::abs(after.x() - before.x()) < 0.5 && std::abs(after.y() - before.y()) < 0.5,
+            qPrintable(QStringLiteral("%1,%2 vs %3,%4").arg(before.x()).arg(before.y()).arg(after.x()).arg(after.y())));
         view.actualSize();
         QCOMPARE(view.zoom(), 1.0 / view.devicePixelRatioF());
         view.fitToWindow();

@@ -47,10 +47,7 @@ private Q_SLOTS:
         QVERIFY(QTest::qWaitForWindowExposed(m_window));
     }
 
-    void cleanupTestCase()
-    {
-        delete m_window;
-    }
+    void cleanupTestCase() { delete m_window; }
 
     void startsWithGuidance()
     {
@@ -145,7 +142,8 @@ private Q_SLOTS:
         const QPoint pixel(120, 90);
         m_window->selectionModel()->setSelectedNode(p.nodeOf(2, p.clusterAt(2, pixel.x(), pixel.y())));
         const auto& m = view->pixelMapping();
-        const QPointF pos = view->widgetPointOf(QPointF(m.offsetX + (pixel.x() + 0.5) * m.scaleX, m.offsetY + (pixel.y() + 0.5) * m.scaleY));
+        const QPointF pos = view->widgetPointOf(
+            QPointF(m.offsetX + (pixel.x() + 0.5) * m.scaleX, m.offsetY + (pixel.y() + 0.5) * m.scaleY));
         QMouseEvent move(QEvent::MouseMove, pos, view->mapToGlobal(pos), Qt::NoButton, Qt::NoButton, Qt::NoModifier);
         QApplication::sendEvent(view, &move);
         QCOMPARE(m_window->selectionModel()->hoveredPixel(), pixel);
@@ -154,7 +152,8 @@ private Q_SLOTS:
         QVERIFY(lineage);
         QCOMPARE(lineage->topLevelItemCount(), p.levelCount());
         for (int l = 1; l <= p.levelCount(); ++l)
-            QCOMPARE(lineage->topLevelItem(l - 1)->text(1), QStringLiteral("#%1").arg(p.clusterAt(l, pixel.x(), pixel.y())));
+            QCOMPARE(lineage->topLevelItem(l - 1)->text(1),
+                     QStringLiteral("#%1").arg(p.clusterAt(l, pixel.x(), pixel.y())));
         const QImage light = m_window->grabWindowImage();
         applyTheme(Theme::Dark);
         QVERIFY(m_window->palette().color(QPalette::Window).lightness() < 100);
@@ -263,7 +262,8 @@ private Q_SLOTS:
     {
         QSignalSpy loaded(m_window, &MainWindow::modelLoaded);
         QMimeData mime;
-        mime.setUrls({QUrl::fromLocalFile(fec::test::refPath("tiny_seed0.pth.tar")), QUrl::fromLocalFile(fec::test::chelseaPath())});
+        mime.setUrls({QUrl::fromLocalFile(fec::test::refPath("tiny_seed0.pth.tar")),
+                      QUrl::fromLocalFile(fec::test::chelseaPath())});
         const QPoint pos(700, 400);
         QDragEnterEvent enter(pos, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
         QApplication::sendEvent(m_window, &enter);

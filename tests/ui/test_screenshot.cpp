@@ -37,7 +37,8 @@ Run runExplorer(const QStringList& args)
     if (qEnvironmentVariableIsEmpty("DISPLAY"))
         process.start(QStringLiteral("xvfb-run"),
                       QStringList{QStringLiteral("-a"), QStringLiteral("-s"), QStringLiteral("-screen 0 1400x900x24"),
-                                  QStringLiteral(FEC_EXPLORER_EXE)} + args);
+                                  QStringLiteral(FEC_EXPLORER_EXE)} +
+                          args);
     else
         process.start(QStringLiteral(FEC_EXPLORER_EXE), args);
     Run run;
@@ -62,7 +63,8 @@ private Q_SLOTS:
     {
         if (!fec::test::referenceExists("fec_small_seed0.pth.tar") || !fec::test::referenceExists("inputs/chelsea.png"))
             QSKIP("reference fixtures missing (set FEC_REFERENCE_DIR)");
-        if (qEnvironmentVariableIsEmpty("DISPLAY") && QStandardPaths::findExecutable(QStringLiteral("xvfb-run")).isEmpty())
+        if (qEnvironmentVariableIsEmpty("DISPLAY") &&
+            QStandardPaths::findExecutable(QStringLiteral("xvfb-run")).isEmpty())
             QSKIP("no X display and no xvfb-run: the 3D view needs GLX");
         QVERIFY(m_dir.isValid());
     }
@@ -78,8 +80,9 @@ private Q_SLOTS:
     {
         QFETCH(QString, view);
         const QString out = m_dir.filePath(view + QStringLiteral(".png"));
-        const Run run = runExplorer({QStringLiteral("--checkpoint"), ref("fec_small_seed0.pth.tar"), QStringLiteral("--view"), view,
-                                     QStringLiteral("--screenshot"), out, ref("inputs/chelsea.png")});
+        const Run run =
+            runExplorer({QStringLiteral("--checkpoint"), ref("fec_small_seed0.pth.tar"), QStringLiteral("--view"), view,
+                         QStringLiteral("--screenshot"), out, ref("inputs/chelsea.png")});
         QVERIFY2(run.exitCode == 0, qPrintable(run.output));
         QImage image(out);
         QVERIFY2(!image.isNull(), qPrintable(out));
@@ -107,7 +110,8 @@ private Q_SLOTS:
         QVERIFY(!QFile::exists(m_dir.filePath(QStringLiteral("bad1.png"))));
 
         run = runExplorer({QStringLiteral("--checkpoint"), ref("tiny_seed0.pth.tar"), QStringLiteral("--screenshot"),
-                           m_dir.filePath(QStringLiteral("bad2.png")), m_dir.filePath(QStringLiteral("nothing-here.jpg"))});
+                           m_dir.filePath(QStringLiteral("bad2.png")),
+                           m_dir.filePath(QStringLiteral("nothing-here.jpg"))});
         QVERIFY2(run.exitCode > 0, qPrintable(run.output));
         QVERIFY2(run.output.contains(QStringLiteral("nothing-here.jpg")), qPrintable(run.output));
         QVERIFY(!QFile::exists(m_dir.filePath(QStringLiteral("bad2.png"))));

@@ -40,10 +40,12 @@ void checkDrawnHighlight(ImageView* view, const QImage& before, const std::vecto
             const QPoint p = (view->widgetPointOf(image) * after.devicePixelRatio()).toPoint();
             const int b0 = qGray(before.pixel(p)), b1 = qGray(after.pixel(p));
             if (v) {
-                QVERIFY2(std::abs(b1 - b0) <= 2, qPrintable(QStringLiteral("selected block %1,%2 changed").arg(bx).arg(by)));
+                QVERIFY2(std::abs(b1 - b0) <= 2,
+                         qPrintable(QStringLiteral("selected block %1,%2 changed").arg(bx).arg(by)));
                 ++inside;
             } else {
-                QVERIFY2(b1 < b0 || b0 < 12, qPrintable(QStringLiteral("block %1,%2 outside not dimmed").arg(bx).arg(by)));
+                QVERIFY2(b1 < b0 || b0 < 12,
+                         qPrintable(QStringLiteral("block %1,%2 outside not dimmed").arg(bx).arg(by)));
                 ++outside;
             }
         }
@@ -140,9 +142,9 @@ private Q_SLOTS:
         ImageView* view = compare.view(1);
         const QPoint inputPixel(150, 60);
         const auto& m = view->pixelMapping();
-        const QPoint click =
-            view->widgetPointOf(QPointF(m.offsetX + (inputPixel.x() + 0.5) * m.scaleX, m.offsetY + (inputPixel.y() + 0.5) * m.scaleY))
-                .toPoint();
+        const QPoint click = view->widgetPointOf(QPointF(m.offsetX + (inputPixel.x() + 0.5) * m.scaleX,
+                                                         m.offsetY + (inputPixel.y() + 0.5) * m.scaleY))
+                                 .toPoint();
         QCOMPARE(view->inputPixelAt(click), inputPixel);
         QTest::mouseClick(view, Qt::LeftButton, Qt::NoModifier, click);
         const auto& p = m_result->pyramid;
@@ -154,9 +156,9 @@ private Q_SLOTS:
 
         // Hover outlines the hovered segment of the pane's level; no dimming.
         const QPoint otherPixel(20, 200);
-        const QPoint hoverPos =
-            view->widgetPointOf(QPointF(m.offsetX + (otherPixel.x() + 0.5) * m.scaleX, m.offsetY + (otherPixel.y() + 0.5) * m.scaleY))
-                .toPoint();
+        const QPoint hoverPos = view->widgetPointOf(QPointF(m.offsetX + (otherPixel.x() + 0.5) * m.scaleX,
+                                                            m.offsetY + (otherPixel.y() + 0.5) * m.scaleY))
+                                    .toPoint();
         QMouseEvent move(QEvent::MouseMove, QPointF(hoverPos), view->mapToGlobal(QPointF(hoverPos)), Qt::NoButton,
                          Qt::NoButton, Qt::NoModifier);
         QApplication::sendEvent(view, &move);

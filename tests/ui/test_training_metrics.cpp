@@ -38,7 +38,7 @@ void append(const QString& path, const QByteArray& bytes)
     QCOMPARE(f.write(bytes), bytes.size());
 }
 
-} // namespace
+}  // namespace
 
 class TestTrainingMetrics : public QObject {
     Q_OBJECT
@@ -123,7 +123,7 @@ private Q_SLOTS:
     {
         LineSplitter s(16);
         QVERIFY(s.feed(QByteArray(10, 'x')).isEmpty());
-        QVERIFY(s.feed(QByteArray(10, 'x')).isEmpty()); // 20 > 16: dropped, memory bounded
+        QVERIFY(s.feed(QByteArray(10, 'x')).isEmpty());  // 20 > 16: dropped, memory bounded
         QVERIFY(s.pending().isEmpty());
         QCOMPARE(s.feed("yyy\nok\n"), QList<QByteArray>{"ok"});
     }
@@ -160,7 +160,7 @@ private Q_SLOTS:
         // A validation a stop interrupted is redone at the same step: it replaces only the val line.
         QVERIFY(h.add(metric(TrainingMetric::Phase::Val, 20, 0)));
         QCOMPARE(h.val().size(), 1);
-        QCOMPARE(h.train().size(), 2); // step 30 came after that validation
+        QCOMPARE(h.train().size(), 2);  // step 30 came after that validation
     }
 
     void etaFromTheRecentRate()
@@ -168,7 +168,7 @@ private Q_SLOTS:
         MetricHistory h;
         QCOMPARE(h.etaSeconds(), -1.0);
         h.add(metric(TrainingMetric::Phase::Train, 10, 0, 5.0));
-        QCOMPARE(h.etaSeconds(), -1.0); // one line: no rate yet
+        QCOMPARE(h.etaSeconds(), -1.0);  // one line: no rate yet
         h.add(metric(TrainingMetric::Phase::Train, 20, 0, 7.0));
         h.add(metric(TrainingMetric::Phase::Train, 30, 0, 9.0));
         // 20 steps in 4 s, 70 to go: 14 s.
@@ -199,13 +199,13 @@ private Q_SLOTS:
         QVERIFY(dir.isValid());
         const QString path = dir.filePath(QStringLiteral("metrics.jsonl"));
         MetricsFileTail tail(path);
-        QVERIFY(tail.poll().metrics.isEmpty()); // no file yet
+        QVERIFY(tail.poll().metrics.isEmpty());  // no file yet
 
         append(path, kTrainLine + "\n" + kTrainLine.left(30));
         auto u = tail.poll();
         QCOMPARE(u.metrics.size(), 1);
         QVERIFY(!u.restarted);
-        QVERIFY(tail.poll().metrics.isEmpty()); // nothing new; the partial line waits
+        QVERIFY(tail.poll().metrics.isEmpty());  // nothing new; the partial line waits
 
         append(path, kTrainLine.mid(30) + "\nnot json at all\n" + kValLine + "\n");
         u = tail.poll();
@@ -217,7 +217,7 @@ private Q_SLOTS:
         // A resume rewrites the file atomically (a new file, here shorter): read again from the start.
         const QString temp = path + QStringLiteral(".tmp");
         QFile::remove(temp);
-        append(temp, (kTrainLine + "\n").repeated(6)); // longer than before: only the new inode tells
+        append(temp, (kTrainLine + "\n").repeated(6));  // longer than before: only the new inode tells
         QVERIFY(QFile::remove(path));
         QVERIFY(QFile::rename(temp, path));
         u = tail.poll();

@@ -56,7 +56,7 @@ TrainingSpec everythingChanged(const QString& root)
     return s;
 }
 
-} // namespace
+}  // namespace
 
 class TestTrainingOptions : public QObject {
     Q_OBJECT
@@ -91,7 +91,7 @@ private Q_SLOTS:
     {
         const QStringList a = everythingChanged(m_dir.path()).arguments();
         for (const auto& row : fec::train::trainOptionTable()) {
-            if (row.flag.empty() || row.flag == "--resume") // Resume builds its own command
+            if (row.flag.empty() || row.flag == "--resume")  // Resume builds its own command
                 continue;
             QVERIFY2(a.contains(QString::fromStdString(row.flag)),
                      qPrintable(QStringLiteral("%1 is not in the dock's command: %2")

@@ -69,7 +69,7 @@ private:
     qint64 m_maxGapMs = 0;
 };
 
-} // namespace
+}  // namespace
 
 class TestTrainingPanel : public QObject {
     Q_OBJECT
@@ -83,7 +83,8 @@ private Q_SLOTS:
     {
         qRegisterMetaType<RunStatus>();
         if (!QFile::exists(QDir(kFashionMnist).filePath(QStringLiteral("train-images-idx3-ubyte.gz"))))
-            QSKIP("Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist (Debian: dataset-fashion-mnist)");
+            QSKIP(
+                "Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist (Debian: dataset-fashion-mnist)");
         QVERIFY(QFileInfo(QStringLiteral(FEC_EXECUTABLE)).isExecutable());
         QVERIFY(m_dir.isValid());
         MainWindowOptions options;
@@ -222,7 +223,8 @@ private Q_SLOTS:
         const QString fake = m_dir.filePath(QStringLiteral("fake-fec"));
         QFile f(fake);
         QVERIFY(f.open(QIODevice::WriteOnly));
-        f.write("#!/bin/sh\nprintf 'garbage \\001 {\"phase\": \\n'\necho 'Segmentation fault (core dumped)' >&2\nexit 3\n");
+        f.write(
+            "#!/bin/sh\nprintf 'garbage \\001 {\"phase\": \\n'\necho 'Segmentation fault (core dumped)' >&2\nexit 3\n");
         f.close();
         f.setPermissions(QFile::ReadOwner | QFile::WriteOwner | QFile::ExeOwner);
         m_panel->setFecProgram(fake);
@@ -245,7 +247,7 @@ private Q_SLOTS:
         QVERIFY2(run, qPrintable(m_panel->lastError()));
         QTRY_VERIFY_WITH_TIMEOUT(!run->history().train().isEmpty(), 30000);
         QCOMPARE(m_panel->activeRunCount(), 1);
-        QVERIFY(m_window->close()); // non-interactive: stop and wait
+        QVERIFY(m_window->close());  // non-interactive: stop and wait
         QCOMPARE(run->status(), RunStatus::Stopped);
         QVERIFY(!run->lastCheckpoint().isEmpty());
         QCOMPARE(m_panel->activeRunCount(), 0);

@@ -43,7 +43,7 @@ QList<RunStatus> statuses(const QSignalSpy& spy)
     return list;
 }
 
-} // namespace
+}  // namespace
 
 class TestTrainingRunModel : public QObject {
     Q_OBJECT
@@ -101,7 +101,7 @@ echo "fec train: done, 2 steps; last checkpoint $out/last.pth.tar" >&2
         QVERIFY(run->start(exe));
         QVERIFY(run->isActive());
         QVERIFY(run->isAttached());
-        QVERIFY(!model.removeRun(0)); // not while it runs
+        QVERIFY(!model.removeRun(0));  // not while it runs
         // While the second line is half written, only the first one is shown.
         QTRY_COMPARE_WITH_TIMEOUT(run->history().train().size(), 1, 5000);
         QVERIFY(run->status() == RunStatus::Running);
@@ -151,7 +151,9 @@ exit 3
         QVERIFY(run->history().isEmpty());
         QCOMPARE(statuses(status).last(), RunStatus::Failed);
         QCOMPARE(model.data(model.index(0, TrainingRunModel::Status)).toString(), QStringLiteral("failed (3)"));
-        QVERIFY(model.data(model.index(0, TrainingRunModel::Message), Qt::ToolTipRole).toString().contains(QLatin1String("noise")));
+        QVERIFY(model.data(model.index(0, TrainingRunModel::Message), Qt::ToolTipRole)
+                    .toString()
+                    .contains(QLatin1String("noise")));
     }
 
     void crashBySignalIsAFailure()
@@ -170,7 +172,8 @@ exit 3
         QTest::addColumn<bool>("validSpec");
         QTest::addColumn<QString>("expected");
         QTest::newRow("no executable") << QString() << true << QStringLiteral("not found");
-        QTest::newRow("missing file") << QStringLiteral("/nonexistent/fec") << true << QStringLiteral("not an executable");
+        QTest::newRow("missing file") << QStringLiteral("/nonexistent/fec") << true
+                                      << QStringLiteral("not an executable");
         QTest::newRow("no data") << QStringLiteral("/bin/true") << false << QStringLiteral("training data");
     }
 
@@ -236,7 +239,7 @@ while true; do sleep 0.05; done
         const qint64 pid = run->pid();
         run->detach();
         QVERIFY(!run->isAttached());
-        delete run; // a detached run is not stopped by its destructor
+        delete run;  // a detached run is not stopped by its destructor
         QTest::qWait(300);
         QCOMPARE(::kill(static_cast<pid_t>(pid), 0), 0);
 
@@ -247,7 +250,7 @@ while true; do sleep 0.05; done
         QVERIFY(!again->isAttached());
         QCOMPARE(again->pid(), pid);
         QTRY_COMPARE_WITH_TIMEOUT(again->history().train().size(), 1, 5000);
-        again->stop(); // SIGTERM by pid
+        again->stop();  // SIGTERM by pid
         QTRY_COMPARE_WITH_TIMEOUT(again->status(), RunStatus::Stopped, 10000);
         QVERIFY2(again->message().contains(QLatin1String("stopped at step 1")), qPrintable(again->message()));
     }
@@ -267,11 +270,12 @@ while true; do sleep 0.05; done
             QVERIFY(f.open(QIODevice::WriteOnly));
             f.write(bytes);
         };
-        write(QStringLiteral("run.json"),
-              R"({"format":"fec-train-run/1","options":{"config":{"variant":"custom","layers":[1,1,1,1],"dims":[16,32,64,96],)"
-              R"("heads":[2,2,4,4],"head_dims":[8,8,8,8],"mlp_ratios":[2,2,2,2],"proposal_w":[2,2,1,1]},"size":32,"batch":32,)"
-              R"("epochs":2,"lr":0.001,"seed":7,"workers":1},"total_steps":16,"epochs":2,)"
-              R"("command":{"data":"/usr/share/datasets/fashion-mnist","train_limit":256,"val_limit":128}})");
+        write(
+            QStringLiteral("run.json"),
+            R"({"format":"fec-train-run/1","options":{"config":{"variant":"custom","layers":[1,1,1,1],"dims":[16,32,64,96],)"
+            R"("heads":[2,2,4,4],"head_dims":[8,8,8,8],"mlp_ratios":[2,2,2,2],"proposal_w":[2,2,1,1]},"size":32,"batch":32,)"
+            R"("epochs":2,"lr":0.001,"seed":7,"workers":1},"total_steps":16,"epochs":2,)"
+            R"("command":{"data":"/usr/share/datasets/fashion-mnist","train_limit":256,"val_limit":128}})");
         write(QStringLiteral("metrics.jsonl"),
               R"({"phase":"train","epoch":0,"step":8,"total_steps":16,"loss":2.1,"lr":0.001})"
               "\n"
@@ -283,7 +287,7 @@ while true; do sleep 0.05; done
         std::unique_ptr<TrainingRun> run(TrainingRun::open(dir, &error));
         QVERIFY2(run, qPrintable(error));
         QCOMPARE(run->status(), RunStatus::Stopped);
-        QVERIFY(!run->finalRecord().present); // run.json of an fec older than the record
+        QVERIFY(!run->finalRecord().present);  // run.json of an fec older than the record
         QVERIFY2(run->message().contains(QLatin1String("no final record")), qPrintable(run->message()));
         QCOMPARE(run->totalSteps(), 16);
         QCOMPARE(run->totalEpochs(), 2);
@@ -296,8 +300,9 @@ while true; do sleep 0.05; done
         QCOMPARE(run->spec().data, QStringLiteral("/usr/share/datasets/fashion-mnist"));
         QVERIFY(!QFile::exists(QDir(dir).filePath(QStringLiteral("explorer-process.json"))));
 
-        write(QStringLiteral("metrics.jsonl"), R"({"phase":"train","epoch":1,"step":16,"total_steps":16,"loss":1.9,"lr":0.0001})"
-                                               "\n");
+        write(QStringLiteral("metrics.jsonl"),
+              R"({"phase":"train","epoch":1,"step":16,"total_steps":16,"loss":1.9,"lr":0.0001})"
+              "\n");
         run.reset(TrainingRun::open(dir, &error));
         QCOMPARE(run->status(), RunStatus::Finished);
     }
@@ -416,10 +421,11 @@ exit 2
         QVERIFY(!run.start(fake(QStringLiteral("touch '%1'\n").arg(marker).toUtf8())));
         ::close(fd);
         QCOMPARE(run.status(), RunStatus::Failed);
-        QVERIFY2(run.message().contains(QStringLiteral("the run folder %1 is in use by another training process (pid %2)")
-                                            .arg(s.out)
-                                            .arg(::getpid())),
-                 qPrintable(run.message()));
+        QVERIFY2(
+            run.message().contains(QStringLiteral("the run folder %1 is in use by another training process (pid %2)")
+                                       .arg(s.out)
+                                       .arg(::getpid())),
+            qPrintable(run.message()));
         QVERIFY(!run.isActive());
         QTest::qWait(300);
         QVERIFY(!QFile::exists(marker));
@@ -473,7 +479,7 @@ exit 2
         QVERIFY(!a.contains(QLatin1String("--arch")));
         QVERIFY(a.join(' ').contains(QLatin1String("--size 32")));
         QVERIFY(a.join(' ').contains(QLatin1String("--ema 0.999")));
-        QVERIFY(!a.contains(QLatin1String("--mixup"))); // defaults are not repeated
+        QVERIFY(!a.contains(QLatin1String("--mixup")));  // defaults are not repeated
         QCOMPARE(a.mid(a.size() - 2), (QStringList{"--eval-resize", "crop"}));
         // Round trip through the settings.
         const TrainingSpec back = TrainingSpec::fromJson(s.toJson());

@@ -39,7 +39,7 @@ QImage someView()
     return image;
 }
 
-} // namespace
+}  // namespace
 
 class TestExportDialog : public QObject {
     Q_OBJECT
@@ -49,7 +49,7 @@ private Q_SLOTS:
     {
         if (!test::viewFixturesPresent())
             QSKIP("reference fixtures not found: set FEC_REFERENCE_DIR to the folder with tiny_seed0.pth.tar");
-        QStandardPaths::setTestModeEnabled(true); // the dialog remembers its folder in QSettings
+        QStandardPaths::setTestModeEnabled(true);  // the dialog remembers its folder in QSettings
         m_result = test::makeExplainResult();
         QVERIFY(m_result->merger->maxK() >= 5);
     }
@@ -81,7 +81,7 @@ private Q_SLOTS:
             // Five panels in a row, wider than tall.
             QVERIFY(image.width() > 2 * image.height());
         } else if (format == "svg") {
-            QCOMPARE(bytes.count("<image"), 1 + 2 + 2); // image, 2 levels, 2 merges
+            QCOMPARE(bytes.count("<image"), 1 + 2 + 2);  // image, 2 levels, 2 merges
             QVERIFY(bytes.contains("Level 1 · "));
             QVERIFY(bytes.contains("K-means k = 5"));
             QVERIFY(bytes.contains("chelsea.png"));

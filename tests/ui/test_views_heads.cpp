@@ -80,9 +80,9 @@ private Q_SLOTS:
         view.setBlock(2);
         QCOMPARE(spy.count(), 1);
         QCOMPARE(spy.takeFirst().at(0).toInt(), 2);
-        view.setBlock(2); // unchanged: no signal
+        view.setBlock(2);  // unchanged: no signal
         QCOMPARE(spy.count(), 0);
-        view.setBlock(99); // out of range: ignored
+        view.setBlock(99);  // out of range: ignored
         QCOMPARE(spy.count(), 0);
         QCOMPARE(view.block(), 2);
 
@@ -169,7 +169,7 @@ private Q_SLOTS:
         view.resize(size);
         view.show();
         QVERIFY(QTest::qWaitForWindowExposed(&view));
-        QVERIFY(view.colourLegend().bar.isEmpty()); // no result, no legend
+        QVERIFY(view.colourLegend().bar.isEmpty());  // no result, no legend
         view.setResult(result);
         for (int b = 0; b < static_cast<int>(result->partitions.size()); ++b) {
             view.setBlock(b);

@@ -61,7 +61,7 @@ void drag(QWidget* w, Qt::MouseButton button, QPoint from, QPoint to, Qt::Keyboa
     QApplication::sendEvent(w, &release);
 }
 
-} // namespace
+}  // namespace
 
 class TestPyramid3DView : public QObject {
     Q_OBJECT
@@ -192,7 +192,7 @@ private Q_SLOTS:
         m_view->renderToImage();
         const QPointF rotated = m_view->projectedNode(node);
         QVERIFY((rotated - start).manhattanLength() > 5);
-        QCOMPARE(m_selection.selectedNode(), -1); // a drag is not a click
+        QCOMPARE(m_selection.selectedNode(), -1);  // a drag is not a click
 
         m_view->resetCamera();
         m_view->renderToImage();
@@ -245,7 +245,7 @@ private Q_SLOTS:
         m_view->setResult(nullptr);
         QVERIFY(!m_view->hasRendered());
         const QImage empty = m_view->renderToImage();
-        QVERIFY(distinctColours(empty) < 100); // background gradient only
+        QVERIFY(distinctColours(empty) < 100);  // background gradient only
         QCOMPARE(m_view->nodeAt(QPointF(400, 300)), -1);
         m_view->setResult(m_result);
         m_view->renderToImage();

@@ -34,7 +34,7 @@ void saveScreenshot(QWidget& widget, const QString& name)
         widget.grab().save(QDir(dir).filePath(name));
 }
 
-} // namespace
+}  // namespace
 
 class TestStatisticsView : public QObject {
     Q_OBJECT
@@ -118,7 +118,7 @@ private Q_SLOTS:
         QVERIFY(!image.isNull());
         QCOMPARE(image.size(), view.exportPixelSize());
         QVERIFY(image.width() >= 1000);
-        QVERIFY(distinctColours(image) >= 4); // text, axes, bars, background
+        QVERIFY(distinctColours(image) >= 4);  // text, axes, bars, background
         // Exports are light whatever the palette: the corner is white.
         QCOMPARE(QColor(image.pixel(2, 2)), QColor(Qt::white));
         // No temporary files left behind.

@@ -47,4 +47,4 @@ inline bool viewFixturesPresent(const std::string& checkpoint = "tiny_seed0.pth.
     return referenceExists(checkpoint) && referenceExists("inputs/chelsea.png");
 }
 
-} // namespace fec::test
+}  // namespace fec::test

@@ -99,7 +99,11 @@ std::string weightsLine(const CheckpointInfo& info)
 {
     std::string line = weightsDescription(info);
     if (info.layout == CheckpointLayout::TimmTraining)
-        line += info.hasEma ? " (the file also has " + std::string(info.weights == WeightsEntry::StateDictEma ? "state_dict" : "state_dict_ema") + ")" : " (no EMA weights in the file)";
+        line += info.hasEma
+                    ? " (the file also has " +
+                          std::string(info.weights == WeightsEntry::StateDictEma ? "state_dict" : "state_dict_ema") +
+                          ")"
+                    : " (no EMA weights in the file)";
     return line;
 }
 
@@ -128,11 +132,13 @@ int cmdInspect(const ModelOptions& o, bool json)
         j["stripped_prefix"] = printable(info.strippedPrefix);
         j["skipped_keys"] = info.skippedKeys;
         j["architecture"] = nlohmann::ordered_json::parse(shownCfg.toJson());
-        j["architecture_source"] = info.configStored ? "stored" : (info.inferred.headsGuessed ? "inferred (heads guessed)" : "inferred");
+        j["architecture_source"] =
+            info.configStored ? "stored" : (info.inferred.headsGuessed ? "inferred (heads guessed)" : "inferred");
         j["notes"] = printable(info.inferred.notes);
         j["parameters"] = info.parameterCount;
         j["classes"] = cfg.numClasses;
-        j["class_names_source"] = !info.classNames.empty() ? "checkpoint" : (cfg.numClasses == 1000 ? "imagenet1k" : "numeric");
+        j["class_names_source"] =
+            !info.classNames.empty() ? "checkpoint" : (cfg.numClasses == 1000 ? "imagenet1k" : "numeric");
         j["input_size"] = info.inputSize;
         j["preprocess"] = printable(info.preprocess);
         j["min_side_multiple"] = cfg.sizeMultiple();
@@ -153,8 +159,8 @@ int cmdInspect(const ModelOptions& o, bool json)
         return 0;
     }
     std::cout << "File:         " << printablePath(info.path) << "\n"
-              << "Format:       " << (info.container == "zip" ? "torch.save zip" : "legacy torch.save (pre-1.6)") << ", "
-              << toString(info.layout) << "\n"
+              << "Format:       " << (info.container == "zip" ? "torch.save zip" : "legacy torch.save (pre-1.6)")
+              << ", " << toString(info.layout) << "\n"
               << "Weights:      " << weightsLine(info) << "\n";
     if (!info.nonFiniteTensors.empty()) {
         std::cout << "Warning:      " << info.nonFiniteTensors.size() << " tensor"
@@ -172,8 +178,10 @@ int cmdInspect(const ModelOptions& o, bool json)
     }
     if (!info.strippedPrefix.empty())
         std::cout << "Key prefix:   '" << printable(info.strippedPrefix) << "' removed"
-                  << (info.skippedKeys ? " (" + std::to_string(info.skippedKeys) + " non-backbone keys skipped)" : "") << "\n";
-    std::cout << "Architecture: " << shownCfg.variant << (info.configStored ? " (stored in the checkpoint)" : " (inferred from tensor shapes)") << "\n"
+                  << (info.skippedKeys ? " (" + std::to_string(info.skippedKeys) + " non-backbone keys skipped)" : "")
+                  << "\n";
+    std::cout << "Architecture: " << shownCfg.variant
+              << (info.configStored ? " (stored in the checkpoint)" : " (inferred from tensor shapes)") << "\n"
               << "              " << printable(cfg.summary()) << "\n";
     if (!info.inferred.notes.empty())
         std::cout << "Notes:        " << printable(info.inferred.notes) << "\n";
@@ -181,20 +189,27 @@ int cmdInspect(const ModelOptions& o, bool json)
               << info.parameterCount / 1e6 << " M)\n";
     std::cout << "Classes:      " << cfg.numClasses;
     if (cfg.numClasses > 0)
-        std::cout << " (" << (!info.classNames.empty() ? "names stored in the checkpoint" : cfg.numClasses == 1000 ? "ImageNet-1K names" : "no names: numbered")
+        std::cout << " ("
+                  << (!info.classNames.empty() ? "names stored in the checkpoint"
+                      : cfg.numClasses == 1000 ? "ImageNet-1K names"
+                                               : "no names: numbered")
                   << "; first: " << printable(names.front()) << ")";
     std::cout << "\n";
     if (info.inputSize)
-        std::cout << "Input:        " << info.inputSize << "x" << info.inputSize << ", " << printable(info.preprocess) << "\n";
+        std::cout << "Input:        " << info.inputSize << "x" << info.inputSize << ", " << printable(info.preprocess)
+                  << "\n";
     for (const auto& [k, v] : info.extras)
         std::cout << "Entry:        " << printable(k) << " = " << printable(v) << "\n";
     if (!info.argsJson.empty()) {
         auto args = nlohmann::ordered_json::parse(info.argsJson, nullptr, false);
-        std::cout << "Training args: " << (args.is_object() ? std::to_string(args.size()) + " fields" : std::string("?"));
+        std::cout << "Training args: "
+                  << (args.is_object() ? std::to_string(args.size()) + " fields" : std::string("?"));
         if (args.is_object()) {
             for (const char* k : {"model", "epochs", "batch_size", "lr", "weight_decay", "img_size"})
                 if (args.contains(k))
-                    std::cout << ", " << k << "=" << printable(args[k].dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+                    std::cout << ", " << k << "="
+                              << printable(
+                                     args[k].dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
         }
         std::cout << "\n";
     }
@@ -243,8 +258,8 @@ int cmdBench(const ModelOptions& o, const std::string& arch, const std::string& 
         std::cout << "Model " << name << " at " << size << "x" << size << " on " << describeDevice(device)
                   << (traced ? ", traced forward" : "") << ", median of " << repeats << " runs\n";
         for (const auto& r : results)
-            std::cout << "  batch " << std::setw(3) << r.batch << ": " << std::fixed << std::setprecision(1) << std::setw(8)
-                      << r.imagesPerSecond << " images/s, " << std::setprecision(1) << r.latencyMsMedian
+            std::cout << "  batch " << std::setw(3) << r.batch << ": " << std::fixed << std::setprecision(1)
+                      << std::setw(8) << r.imagesPerSecond << " images/s, " << std::setprecision(1) << r.latencyMsMedian
                       << " ms per batch (min " << r.latencyMsMin << ", max " << r.latencyMsMax << ")\n";
     }
     return 0;

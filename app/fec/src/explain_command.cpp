@@ -117,15 +117,18 @@ public:
         m_app->add_option("--preprocess", m_preprocess, "squash (default, the authors' visualisation) or crop")
             ->check(CLI::IsMember({"squash", "crop"}));
         m_app->add_option("--size", m_size, "model input side (default: stored in the checkpoint, else 224)");
-        m_app->add_option("--features", m_features, "K-means features: key (pooled key centres, default) or representatives")
+        m_app
+            ->add_option("--features", m_features,
+                         "K-means features: key (pooled key centres, default) or representatives")
             ->check(CLI::IsMember({"key", "representatives"}));
         m_app->add_option("--median", m_median, "median filter size for drawn overlays (display only; 0 = off)");
         m_app->add_option("--opacity", m_opacity, "fill opacity of overlays")->check(CLI::Range(0.0, 1.0));
         m_app->add_option("--dpi", m_dpi, "figure resolution")->check(CLI::Range(50, 1200));
         m_app->add_flag("--overwrite", m_overwrite, "replace files already in an image's folder");
-        m_app->add_option("--repeat", m_repeat,
-                          "explain every input this many times in one process (soak and leak checks); later passes "
-                          "replace the files of the first")
+        m_app
+            ->add_option("--repeat", m_repeat,
+                         "explain every input this many times in one process (soak and leak checks); later passes "
+                         "replace the files of the first")
             ->check(CLI::Range(1, 1000000));
         m_app->add_option("--memory-log", m_memoryLog,
                           "write a CSV line per explained image: run, image, seconds, resident and peak memory (KiB)");
@@ -170,7 +173,7 @@ public:
             throw std::invalid_argument("--class and --versus go with --evidence");
         }
         const auto features = m_features == "representatives" ? imaging::MergeFeatures::Representatives
-                                                                : imaging::MergeFeatures::KeyCentres;
+                                                              : imaging::MergeFeatures::KeyCentres;
         if (m_median != 0 && (m_median < 3 || m_median % 2 == 0))
             throw std::invalid_argument("--median must be 0 or an odd size >= 3");
 
@@ -215,8 +218,8 @@ public:
                 ++done;
             } catch (const c10::Error& e) {
                 progress.finish();
-                std::cerr << "fec: skipped " << printablePath(inputs[i]) << ": " << printableLines(e.what_without_backtrace())
-                          << "\n";
+                std::cerr << "fec: skipped " << printablePath(inputs[i]) << ": "
+                          << printableLines(e.what_without_backtrace()) << "\n";
                 ++failures;
             } catch (const std::exception& e) {
                 progress.finish();
@@ -252,12 +255,13 @@ public:
     }
 
 private:
-    void explainOne(FecModelImpl& model, const CheckpointInfo& info, const c10::Device& device, const std::string& input,
-                    const fs::path& dir, const std::vector<int>& ks, const std::set<std::string>& formats,
-                    imaging::MergeFeatures features, bool repeated)
+    void explainOne(FecModelImpl& model, const CheckpointInfo& info, const c10::Device& device,
+                    const std::string& input, const fs::path& dir, const std::vector<int>& ks,
+                    const std::set<std::string>& formats, imaging::MergeFeatures features, bool repeated)
     {
         if (!repeated && fs::exists(dir) && !m_overwrite && !fs::is_empty(dir))
-            throw std::runtime_error(input + ": " + dir.string() + " already has files (use --overwrite to replace them)");
+            throw std::runtime_error(input + ": " + dir.string() +
+                                     " already has files (use --overwrite to replace them)");
         explain::ExplainOptions options;
         options.size = m_size;
         options.preprocess = m_preprocess;
@@ -282,7 +286,8 @@ private:
             levels = parseIntList(m_levels, "--levels");
             for (int l : levels)
                 if (l < 1 || l > pyramid.levelCount())
-                    throw std::invalid_argument("--levels: the model has levels 1 to " + std::to_string(pyramid.levelCount()));
+                    throw std::invalid_argument("--levels: the model has levels 1 to " +
+                                                std::to_string(pyramid.levelCount()));
         }
 
         imaging::OverlayStyle style;
@@ -329,7 +334,8 @@ private:
             for (int l = 1; l <= pyramid.levelCount(); ++l) {
                 cv::Mat label16;
                 auto labels = pyramid.pixelLabels(l);
-                cv::Mat(static_cast<int>(labels.size(0)), static_cast<int>(labels.size(1)), CV_32S, labels.data_ptr<int32_t>())
+                cv::Mat(static_cast<int>(labels.size(0)), static_cast<int>(labels.size(1)), CV_32S,
+                        labels.data_ptr<int32_t>())
                     .convertTo(label16, CV_16U);
                 imaging::writeImageAtomic(file("level" + std::to_string(l) + ".png"), label16);
             }
@@ -341,8 +347,8 @@ private:
             saveNpy(file("similarity.npy"), sim);
         }
         if (!formats.empty()) {
-            const auto row = figure::explanationRow(e, QString::fromStdString(printablePath(fs::path(input).filename())),
-                                                    levels, drawnKs, style);
+            const auto row = figure::explanationRow(
+                e, QString::fromStdString(printablePath(fs::path(input).filename())), levels, drawnKs, style);
             figure::FigureOptions figureOptions;
             figureOptions.dpi = m_dpi;
             for (const auto& f : formats)
@@ -358,7 +364,8 @@ private:
     // Writes evidence_<class>.npy, segments_<class>.csv and the evidence figure of every asked
     // class; returns what summary.json records about them.
     nlohmann::ordered_json writeEvidence(FecModelImpl& model, const c10::Device& device, const explain::Explanation& e,
-                                         const std::string& input, const std::function<std::string(const std::string&)>& file,
+                                         const std::string& input,
+                                         const std::function<std::string(const std::string&)>& file,
                                          const std::set<std::string>& formats)
     {
         std::vector<int64_t> targets = m_targets;
@@ -383,8 +390,9 @@ private:
                 const auto row = figure::evidenceRow(
                     e, report, QString::fromStdString(printablePath(fs::path(input).filename())),
                     QString::fromStdString(printable(m_classNames[static_cast<size_t>(target)])),
-                    m_versusIndex >= 0 ? QString::fromStdString(printable(m_classNames[static_cast<size_t>(m_versusIndex)]))
-                                       : QString());
+                    m_versusIndex >= 0
+                        ? QString::fromStdString(printable(m_classNames[static_cast<size_t>(m_versusIndex)]))
+                        : QString());
                 figure::FigureOptions figureOptions;
                 figureOptions.dpi = m_dpi;
                 for (const auto& f : formats)

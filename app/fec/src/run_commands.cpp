@@ -64,8 +64,7 @@ namespace {
 #ifdef FEC_WITH_IMAGING
 class PredictCommand : public Command {
 public:
-    explicit PredictCommand(CLI::App& parent)
-        : Command(parent.add_subcommand("predict", "top-k classes of images"))
+    explicit PredictCommand(CLI::App& parent) : Command(parent.add_subcommand("predict", "top-k classes of images"))
     {
         addModelOptions(*m_app, m_model, true);
         m_app->add_option("--topk", m_topk, "number of classes to show")->check(CLI::Range(1, 100000));
@@ -95,8 +94,8 @@ public:
         int failures = 0;
         nlohmann::ordered_json all = nlohmann::ordered_json::array();
         if (!m_json)
-            std::cout << "Model " << printablePath(m_model.checkpoint) << " (" << weightsLine(info) << "), " << size << "x" << size << " "
-                      << imaging::preprocessName(mode) << ", " << describeDevice(device) << "\n";
+            std::cout << "Model " << printablePath(m_model.checkpoint) << " (" << weightsLine(info) << "), " << size
+                      << "x" << size << " " << imaging::preprocessName(mode) << ", " << describeDevice(device) << "\n";
         for (const auto& path : collectInputs(m_images)) {
             // File names are bytes and class names come from the checkpoint: both are escaped
             // before they reach the terminal or the JSON (which must be valid UTF-8).
@@ -131,11 +130,11 @@ public:
                 const double p = top[i].probability;
                 const auto name = printable(names[cls]);
                 if (m_json) {
-                    entry["top"].push_back({{"class", cls}, {"name", name}, {"probability", p},
-                                            {"logit", logits[0][cls].item<double>()}});
+                    entry["top"].push_back(
+                        {{"class", cls}, {"name", name}, {"probability", p}, {"logit", logits[0][cls].item<double>()}});
                 } else {
-                    std::cout << "  " << std::setw(2) << i + 1 << ". " << std::fixed << std::setprecision(2) << std::setw(6)
-                              << p * 100.0 << "%  " << name << "  [" << cls << "]\n";
+                    std::cout << "  " << std::setw(2) << i + 1 << ". " << std::fixed << std::setprecision(2)
+                              << std::setw(6) << p * 100.0 << "%  " << name << "  [" << cls << "]\n";
                 }
             }
             all.push_back(entry);
@@ -169,8 +168,9 @@ public:
         m_app->add_option("--input", m_input, "an image, or an already-normalised float32 [B,3,H,W] .npy")->required();
         m_app->add_option("--out", m_out, "output folder (created if missing)")->required();
         m_app->add_option("--size", m_size, "input side for images (default: stored in the checkpoint, else 224)");
-        m_app->add_option("--preprocess", m_preprocess,
-                          "squash or crop (default: stored in the checkpoint, else squash, the authors' visualisation)")
+        m_app
+            ->add_option("--preprocess", m_preprocess,
+                         "squash or crop (default: stored in the checkpoint, else squash, the authors' visualisation)")
             ->check(CLI::IsMember({"squash", "crop"}));
         m_app->add_flag("--features", m_features, "also write every intermediate feature map");
     }
@@ -187,10 +187,9 @@ public:
             if (input.dim() == 3)
                 input = input.unsqueeze(0);
             if (input.scalar_type() != at::kFloat || input.dim() != 4 || input.size(1) != info.inferred.config.inChans)
-                throw std::invalid_argument(m_input + ": expected a float32 array [B, " +
-                                            std::to_string(info.inferred.config.inChans) + ", H, W], got " +
-                                            std::string(c10::toString(input.scalar_type())) + " " +
-                                            c10::str(input.sizes()));
+                throw std::invalid_argument(
+                    m_input + ": expected a float32 array [B, " + std::to_string(info.inferred.config.inChans) +
+                    ", H, W], got " + std::string(c10::toString(input.scalar_type())) + " " + c10::str(input.sizes()));
             inputKind = "npy (used as is)";
         } else {
 #ifdef FEC_WITH_IMAGING
@@ -220,8 +219,10 @@ public:
         nlohmann::ordered_json files = nlohmann::ordered_json::array();
         auto write = [&](const std::string& name, const at::Tensor& t, const std::string& meaning) {
             saveNpy((fs::path(m_out) / name).string(), t);
-            files.push_back({{"file", name}, {"shape", t.sizes().vec()},
-                             {"dtype", std::string(c10::toString(t.scalar_type()))}, {"meaning", meaning}});
+            files.push_back({{"file", name},
+                             {"shape", t.sizes().vec()},
+                             {"dtype", std::string(c10::toString(t.scalar_type()))},
+                             {"meaning", meaning}});
         };
         write("input.npy", input.contiguous(), "the normalised input tensor [B,3,H,W] the model ran on");
         if (trace.logits.defined())
@@ -247,18 +248,20 @@ public:
                       "): [B,N] centre (row-major on the output grid) of each input position (row-major)");
             write(prefix + "_similarity.npy", pool.similarity, "[B,N] cosine similarity to the assigned centre");
             write(prefix + "_margin.npy", pool.margin, "[B,N] best minus second-best cosine (assignment confidence)");
-            write(prefix + "_key_centres.npy", pool.keyCentres, "[B,M,C] pooled conv_f centres (used by K-means merges)");
+            write(prefix + "_key_centres.npy", pool.keyCentres,
+                  "[B,M,C] pooled conv_f centres (used by K-means merges)");
             write(prefix + "_representatives.npy", pool.representatives,
                   "[B,M,C] cluster representatives (Vc + sum of assigned V) / (1 + count)");
         }
         for (const auto& block : trace.blocks) {
             const auto prefix = "stage" + std::to_string(block.stage) + "_block" + std::to_string(block.block);
-            const auto where = "network." + std::to_string(2 * block.stage) + "." + std::to_string(block.block) +
-                               " token mixer (" + std::to_string(block.height) + "x" + std::to_string(block.width) +
-                               " positions, " + std::to_string(block.proposalW * block.proposalH * block.foldW * block.foldH) +
-                               " centres)";
+            const auto where =
+                "network." + std::to_string(2 * block.stage) + "." + std::to_string(block.block) + " token mixer (" +
+                std::to_string(block.height) + "x" + std::to_string(block.width) + " positions, " +
+                std::to_string(block.proposalW * block.proposalH * block.foldW * block.foldH) + " centres)";
             write(prefix + "_assign.npy", block.assign, where + ": [B,heads,N] centre of each position, per head");
-            write(prefix + "_similarity.npy", block.similarity, "[B,heads,N] sigmoid similarity to the assigned centre");
+            write(prefix + "_similarity.npy", block.similarity,
+                  "[B,heads,N] sigmoid similarity to the assigned centre");
             write(prefix + "_margin.npy", block.margin, "[B,heads,N] best minus second-best sigmoid similarity");
         }
         for (const auto& [name, t] : trace.features)
@@ -273,7 +276,8 @@ public:
         j["device"] = device.str();
         j["files"] = files;
         writeFileAtomic((fs::path(m_out) / "trace.json").string(), j.dump(2) + "\n");
-        std::cout << "Wrote " << files.size() + 1 << " files to " << printablePath(m_out) << " (" << weightsLine(info) << ")\n";
+        std::cout << "Wrote " << files.size() + 1 << " files to " << printablePath(m_out) << " (" << weightsLine(info)
+                  << ")\n";
         return 0;
     }
 

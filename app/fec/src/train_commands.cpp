@@ -257,7 +257,7 @@ public:
                 accepted += (accepted.empty() ? "{" : ",") + c;
             if (!accepted.empty())
                 accepted += "}";
-            else if (row.min && row.max) // the ranged options are counts
+            else if (row.min && row.max)  // the ranged options are counts
                 accepted = "in [" + std::to_string(static_cast<long long>(*row.min)) + " - " +
                            std::to_string(static_cast<long long>(*row.max)) + "]";
             auto* option = a.add_option(names, m_optionText[i], row.help)
@@ -421,7 +421,7 @@ private:
         const auto runJson = (fs::path(m_out) / "run.json").string();
         std::ifstream in(runJson);
         if (!in)
-            return o; // the trainer reports a missing last.pth.tar
+            return o;  // the trainer reports a missing last.pth.tar
         json run = json::parse(in, nullptr, false);
         if (run.is_discarded() || !run.contains("options"))
             throw std::invalid_argument(runJson + ": not a run description");
@@ -550,7 +550,7 @@ private:
         if (args.empty())
             throw std::runtime_error("cannot read this process's command line");
         train::LaunchOptions launch = m_launch;
-        launch.runDir = m_out; // the launcher owns the folder while the ranks run
+        launch.runDir = m_out;  // the launcher owns the folder while the ranks run
         if (!hasThreadsOption()) {
             const int cores = defaultThreadCount();
             const int per = std::max(1, cores / std::max(1, launch.nprocPerNode));
@@ -606,7 +606,7 @@ private:
         return 0;
     }
 
-    std::vector<std::string> m_optionText; ///< the value given to each flag of trainOptionTable()
+    std::vector<std::string> m_optionText;  ///< the value given to each flag of trainOptionTable()
     DataSpec m_data;
     std::string m_out, m_arch = "fec_small", m_configFile;
     std::string m_layers, m_dims, m_heads, m_headDims, m_mlpRatios, m_proposals;
@@ -642,7 +642,8 @@ public:
                    "does segmentation emerge? Mean IoU with the object mask (pixels > 0) of the better segment of "
                    "a K-means k=2 merge of the last level (key centres and representatives), for this model and "
                    "the same architecture untrained, with the best possible 2-way merge and the whole image");
-        a.add_option("--untrained-seed", m_untrainedSeed, "initialisation seed of the untrained model (--segmentation-iou)")
+        a.add_option("--untrained-seed", m_untrainedSeed,
+                     "initialisation seed of the untrained model (--segmentation-iou)")
             ->capture_default_str();
         a.add_flag("--faithfulness", m_faithfulness,
                    "are saliency maps faithful? Deletion / insertion AUC, ROAD and segment deletion for FEC's exact "
@@ -704,14 +705,15 @@ public:
             std::cout << j.dump(2) << "\n";
             return 0;
         }
-        std::cout << "Model " << printablePath(m_model.checkpoint) << " (" << weightsLine(info) << "), " << cfg.numClasses
-                  << " classes, " << e.size << "x" << e.size << " "
+        std::cout << "Model " << printablePath(m_model.checkpoint) << " (" << weightsLine(info) << "), "
+                  << cfg.numClasses << " classes, " << e.size << "x" << e.size << " "
                   << (e.resize == train::EvalResize::Squash ? "squash" : "crop") << "\n"
                   << "Data  " << printable(data->description()) << "\n"
                   << std::fixed << std::setprecision(2) << "top-1: " << r.top1 << "%  top-5: " << r.top5
                   << "%  loss: " << std::setprecision(4) << r.loss << "  (" << r.count << " images)\n";
         if (e.confusion)
-            std::cout << "Confusion matrix (rows: true class, columns: predicted) written to " << printablePath(m_confusion) << "\n";
+            std::cout << "Confusion matrix (rows: true class, columns: predicted) written to "
+                      << printablePath(m_confusion) << "\n";
         return 0;
     }
 
@@ -760,17 +762,19 @@ private:
             std::cout << j.dump(2) << "\n";
             return 0;
         }
-        std::cout << "Model " << printablePath(m_model.checkpoint) << " (" << weightsLine(info) << "), " << r.size << "x" << r.size
-                  << ", top-1 " << std::fixed << std::setprecision(2) << r.top1 << "% on these images\n"
+        std::cout << "Model " << printablePath(m_model.checkpoint) << " (" << weightsLine(info) << "), " << r.size
+                  << "x" << r.size << ", top-1 " << std::fixed << std::setprecision(2) << r.top1
+                  << "% on these images\n"
                   << "Data  " << printable(data.description()) << "\n"
                   << "Segmentation IoU with the object mask (pixels > 0), mean over " << r.images
                   << " images; K-means k=2 on the last level, the better segment:\n"
                   << std::setprecision(3) << std::string(18, ' ') << std::setw(13) << "key centres" << std::setw(17)
-                  << "representatives" << std::setw(18) << "best 2-way merge" << std::setw(16) << "final clusters" << "\n";
+                  << "representatives" << std::setw(18) << "best 2-way merge" << std::setw(16) << "final clusters"
+                  << "\n";
         auto line = [](const char* name, const explain::SegmentationRow& s) {
             std::cout << name << std::setw(13) << s.keyCentres << std::setw(17) << s.representatives << std::setw(18)
-                      << s.upperBound << std::setw(16) << std::setprecision(1) << s.meanClusters
-                      << std::setprecision(3) << "\n";
+                      << s.upperBound << std::setw(16) << std::setprecision(1) << s.meanClusters << std::setprecision(3)
+                      << "\n";
         };
         line("  trained         ", r.trained);
         line("  untrained (seed)", r.untrained);
@@ -797,18 +801,18 @@ private:
         SignalScope signals;
         const auto started = std::chrono::steady_clock::now();
         auto progress = [&](int64_t done, int64_t total) {
-            const double elapsed =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-            std::cerr << "faithfulness: " << done << "/" << total << " images, " << std::fixed
-                      << std::setprecision(1) << elapsed << " s, ETA " << eta << " s\n";
+            std::cerr << "faithfulness: " << done << "/" << total << " images, " << std::fixed << std::setprecision(1)
+                      << elapsed << " s, ETA " << eta << " s\n";
         };
-        const auto r = explain::faithfulnessScores(*loaded.model, data, e.size, e.resize, o, progress, &g_stopRequested);
+        const auto r =
+            explain::faithfulnessScores(*loaded.model, data, e.size, e.resize, o, progress, &g_stopRequested);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         if (g_stopRequested)
             std::cerr << "faithfulness: interrupted after " << r.images << " images\n";
         if (m_json) {
-            auto stat = [](const explain::MetricStats& s) { return json{{"mean", s.mean}, {"sem", s.sem}}; };
+            auto stat = [](const explain::MetricStats& s) { return json{{"mean", s.mean}, { "sem", s.sem }}; };
             json j;
             j["checkpoint"] = printablePath(m_model.checkpoint);
             j["weights"] = weightsDescription(loaded.info);
@@ -833,14 +837,19 @@ private:
             }
             j["methods"] = methods;
             j["segment_deletion_by_ablation_auc"] = stat(r.segmentDeletionByAblation);
-            j["spearman"] = {{"mean", r.spearmanMean}, {"median", r.spearmanMedian}, {"q1", r.spearmanQ1},
-                             {"q3", r.spearmanQ3}, {"images", r.spearmanImages}};
+            j["spearman"] = {{"mean", r.spearmanMean},
+                             {"median", r.spearmanMedian},
+                             {"q1", r.spearmanQ1},
+                             {"q3", r.spearmanQ3},
+                             { "images",
+                               r.spearmanImages }};
             j["hirescam_vs_evidence_max_abs_diff"] = r.hiresMaxDiff;
             std::cout << j.dump(2) << "\n";
             return 0;
         }
-        std::cout << "Model " << printablePath(m_model.checkpoint) << " (" << weightsLine(loaded.info) << "), " << r.size << "x"
-                  << r.size << ", top-1 " << std::fixed << std::setprecision(2) << r.top1 << "% on these images\n"
+        std::cout << "Model " << printablePath(m_model.checkpoint) << " (" << weightsLine(loaded.info) << "), "
+                  << r.size << "x" << r.size << ", top-1 " << std::fixed << std::setprecision(2) << r.top1
+                  << "% on these images\n"
                   << "Data  " << printable(data.description()) << "\n"
                   << "Faithfulness over " << r.images << " images (" << r.steps << " steps; mean +- s.e.; "
                   << std::setprecision(1) << seconds << " s)\n"
@@ -984,7 +993,7 @@ private:
     int m_size = 0;
 };
 
-} // namespace
+}  // namespace
 
 void addTrainCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands)
 {
@@ -993,4 +1002,4 @@ void addTrainCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& comm
     commands.push_back(std::make_unique<ExportCommand>(app));
 }
 
-} // namespace fec::cli
+}  // namespace fec::cli

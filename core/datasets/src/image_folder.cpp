@@ -73,7 +73,7 @@ std::map<std::string, std::string> classFolderNames(const std::string& root)
     return folders;
 }
 
-} // namespace
+}  // namespace
 
 ImageFolder::ImageFolder(const std::string& root, std::vector<std::string> classNames) : m_root(root)
 {
@@ -221,8 +221,7 @@ train::Sample ImageFolder::get(int64_t index) const
         if (cursor == index)
             break;
     }
-    throw train::DataError(path + ": no readable image left in class '" + m_classes[static_cast<size_t>(label)] +
-                           "'" +
+    throw train::DataError(path + ": no readable image left in class '" + m_classes[static_cast<size_t>(label)] + "'" +
                            (firstError.empty() ? std::string() : " (" + firstError + ")"));
 }
 
@@ -232,4 +231,4 @@ std::string ImageFolder::description() const
            std::to_string(m_classes.size()) + " classes)";
 }
 
-} // namespace fec::datasets
+}  // namespace fec::datasets

@@ -64,7 +64,8 @@ bool spearman(const std::vector<double>& a, const std::vector<double>& b, double
         return false;
     const auto ra = ranks(a), rb = ranks(b);
     const double n = static_cast<double>(a.size());
-    const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n, mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
+    const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n,
+                 mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
     double sab = 0, saa = 0, sbb = 0;
     for (size_t i = 0; i < ra.size(); ++i) {
         sab += (ra[i] - ma) * (rb[i] - mb);
@@ -132,12 +133,18 @@ at::Tensor paint(const at::Tensor& labels, const std::vector<double>& value)
 std::string saliencyMethodName(SaliencyMethod method)
 {
     switch (method) {
-    case SaliencyMethod::Evidence: return "fec_evidence";
-    case SaliencyMethod::Ablation: return "ablation_l-1";
-    case SaliencyMethod::GradCam: return "gradcam";
-    case SaliencyMethod::HiResCam: return "hirescam";
-    case SaliencyMethod::GradInput: return "grad_x_input";
-    case SaliencyMethod::Random: return "random";
+    case SaliencyMethod::Evidence:
+        return "fec_evidence";
+    case SaliencyMethod::Ablation:
+        return "ablation_l-1";
+    case SaliencyMethod::GradCam:
+        return "gradcam";
+    case SaliencyMethod::HiResCam:
+        return "hirescam";
+    case SaliencyMethod::GradInput:
+        return "grad_x_input";
+    case SaliencyMethod::Random:
+        return "random";
     }
     return "?";
 }
@@ -189,10 +196,10 @@ at::Tensor gaussianBlur(const at::Tensor& image, int kernel, double sigma)
     k = k.div(k.sum()).to(at::kFloat);
     const int64_t pad = kernel / 2;
     auto padded = at::reflection_pad2d(x, {pad, pad, pad, pad});
-    auto h = at::conv2d(padded, k.view({1, 1, 1, kernel}).expand({c, 1, 1, kernel}).contiguous(), at::Tensor(), at::IntArrayRef{1},
-                           at::IntArrayRef{0}, at::IntArrayRef{1}, c);
-    auto v = at::conv2d(h, k.view({1, 1, kernel, 1}).expand({c, 1, kernel, 1}).contiguous(), at::Tensor(), at::IntArrayRef{1},
-                           at::IntArrayRef{0}, at::IntArrayRef{1}, c);
+    auto h = at::conv2d(padded, k.view({1, 1, 1, kernel}).expand({c, 1, 1, kernel}).contiguous(), at::Tensor(),
+                        at::IntArrayRef{1}, at::IntArrayRef{0}, at::IntArrayRef{1}, c);
+    auto v = at::conv2d(h, k.view({1, 1, kernel, 1}).expand({c, 1, kernel, 1}).contiguous(), at::Tensor(),
+                        at::IntArrayRef{1}, at::IntArrayRef{0}, at::IntArrayRef{1}, c);
     return v.squeeze(0);
 }
 
@@ -251,8 +258,8 @@ at::Tensor imputeRemoved(const at::Tensor& image, const std::vector<uint8_t>& re
     std::vector<double> xv(m), rv(m), pv(m), ap(m);
     for (int64_t c = 0; c < ch; ++c) {
         std::fill(xv.begin(), xv.end(), 0.0);
-        std::copy(rhs.begin() + static_cast<std::ptrdiff_t>(c * m), rhs.begin() + static_cast<std::ptrdiff_t>((c + 1) * m),
-                  rv.begin());
+        std::copy(rhs.begin() + static_cast<std::ptrdiff_t>(c * m),
+                  rhs.begin() + static_cast<std::ptrdiff_t>((c + 1) * m), rv.begin());
         pv = rv;
         double rr = std::inner_product(rv.begin(), rv.end(), rv.begin(), 0.0);
         const double stop = std::max(1e-24, 1e-12 * rr);  // relative residual 1e-6: far below the noise
@@ -451,12 +458,15 @@ FaithfulnessReport faithfulnessScores(FecModelImpl& model, const train::Dataset&
     constexpr int kMethods = kSaliencyMethodCount;
     enum Metric { Deletion, Insertion, RoadMorf, RoadLerf, RoadScore, SegmentDeletion, kMetrics };
     std::vector<std::vector<double>> values(kMethods * kMetrics);
-    auto at_ = [&](int method, int metric) -> std::vector<double>& { return values[static_cast<size_t>(method * kMetrics + metric)]; };
+    auto at_ = [&](int method, int metric) -> std::vector<double>& {
+        return values[static_cast<size_t>(method * kMetrics + metric)];
+    };
     std::vector<double> byAblation, rhos;
     FaithfulnessReport r;
     r.size = size;
     r.road = options.road;
-    r.steps = options.pixelsPerStep > 0 ? "pixels:" + std::to_string(options.pixelsPerStep) : std::to_string(options.steps);
+    r.steps =
+        options.pixelsPerStep > 0 ? "pixels:" + std::to_string(options.pixelsPerStep) : std::to_string(options.steps);
     const auto total = data.size();
     int64_t correct = 0;
     for (int64_t i = 0; i < total; ++i) {
@@ -506,7 +516,8 @@ FaithfulnessReport faithfulnessScores(FecModelImpl& model, const train::Dataset&
                 m[RoadLerf] = road.lerfMean;
                 m[RoadScore] = road.score;
             }
-            m[SegmentDeletion] = segmentDeletionAuc(ablator, segPixels, labels.numel(), orderByDescending(segScore), target);
+            m[SegmentDeletion] =
+                segmentDeletionAuc(ablator, segPixels, labels.numel(), orderByDescending(segScore), target);
             return m;
         };
         for (int method = 0; method < kMethods; ++method) {

@@ -46,7 +46,8 @@ int64_t parseClass(const std::string& text, const std::vector<std::string>& name
     for (int64_t i = 0; i < std::min<int64_t>(count, 40); ++i)
         list += (i ? ", " : "") + names[static_cast<size_t>(i)];
     if (count > 40)
-        list += ", ... (" + std::to_string(count) + " classes; an index 0 to " + std::to_string(count - 1) + " works too)";
+        list +=
+            ", ... (" + std::to_string(count) + " classes; an index 0 to " + std::to_string(count - 1) + " works too)";
     throw std::invalid_argument("no class named '" + text + "'; the model's classes are: " + list);
 }
 
@@ -103,7 +104,8 @@ EvidenceReport segmentEvidence(FecModelImpl& model, const c10::Device& device, c
                 s.x1 = node.x1;
                 s.y1 = node.y1;
             }
-            s.contribution = level == pyramid.levelCount() ? r.maps.segment[static_cast<size_t>(s.segment)] : located[i];
+            s.contribution =
+                level == pyramid.levelCount() ? r.maps.segment[static_cast<size_t>(s.segment)] : located[i];
             if (options.ablation)
                 s.effect = effects[static_cast<size_t>(level - 1)][static_cast<int64_t>(i)].item<double>();
             r.segments.push_back(s);

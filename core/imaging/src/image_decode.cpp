@@ -313,11 +313,18 @@ cv::Mat toUnitFloat(const cv::Mat& m, const std::string& name)
 {
     cv::Mat out;
     switch (m.depth()) {
-    case CV_8U: m.convertTo(out, CV_32F, 1.0 / 255.0); break;
-    case CV_16U: m.convertTo(out, CV_32F, 1.0 / 65535.0); break;
+    case CV_8U:
+        m.convertTo(out, CV_32F, 1.0 / 255.0);
+        break;
+    case CV_16U:
+        m.convertTo(out, CV_32F, 1.0 / 65535.0);
+        break;
     case CV_32F:
-    case CV_64F: m.convertTo(out, CV_32F); break;
-    default: throw ImageError(name + ": unsupported pixel type (signed or 32-bit integer samples)");
+    case CV_64F:
+        m.convertTo(out, CV_32F);
+        break;
+    default:
+        throw ImageError(name + ": unsupported pixel type (signed or 32-bit integer samples)");
     }
     return out;
 }
@@ -326,11 +333,17 @@ cv::Mat to8Bit(const cv::Mat& m, const std::string& name)
 {
     cv::Mat out;
     switch (m.depth()) {
-    case CV_8U: return m;
-    case CV_16U: m.convertTo(out, CV_8U, 1.0 / 257.0); return out;  // 65535 -> 255, rounded
+    case CV_8U:
+        return m;
+    case CV_16U:
+        m.convertTo(out, CV_8U, 1.0 / 257.0);
+        return out;  // 65535 -> 255, rounded
     case CV_32F:
-    case CV_64F: m.convertTo(out, CV_8U, 255.0); return out;  // saturating: [0, 1] -> [0, 255]
-    default: throw ImageError(name + ": unsupported pixel type (signed or 32-bit integer samples)");
+    case CV_64F:
+        m.convertTo(out, CV_8U, 255.0);
+        return out;  // saturating: [0, 1] -> [0, 255]
+    default:
+        throw ImageError(name + ": unsupported pixel type (signed or 32-bit integer samples)");
     }
 }
 
@@ -374,18 +387,30 @@ int64_t defaultMaxImagePixels()
 std::string imageFormatName(ImageFormat format)
 {
     switch (format) {
-    case ImageFormat::Png: return "PNG";
-    case ImageFormat::Jpeg: return "JPEG";
-    case ImageFormat::Bmp: return "BMP";
-    case ImageFormat::Tiff: return "TIFF";
-    case ImageFormat::WebP: return "WebP";
-    case ImageFormat::Gif: return "GIF";
-    case ImageFormat::Pnm: return "PNM";
-    case ImageFormat::Jpeg2000: return "JPEG 2000";
-    case ImageFormat::SunRaster: return "Sun raster";
-    case ImageFormat::Radiance: return "Radiance HDR";
-    case ImageFormat::OpenExr: return "OpenEXR";
-    case ImageFormat::Unknown: break;
+    case ImageFormat::Png:
+        return "PNG";
+    case ImageFormat::Jpeg:
+        return "JPEG";
+    case ImageFormat::Bmp:
+        return "BMP";
+    case ImageFormat::Tiff:
+        return "TIFF";
+    case ImageFormat::WebP:
+        return "WebP";
+    case ImageFormat::Gif:
+        return "GIF";
+    case ImageFormat::Pnm:
+        return "PNM";
+    case ImageFormat::Jpeg2000:
+        return "JPEG 2000";
+    case ImageFormat::SunRaster:
+        return "Sun raster";
+    case ImageFormat::Radiance:
+        return "Radiance HDR";
+    case ImageFormat::OpenExr:
+        return "OpenEXR";
+    case ImageFormat::Unknown:
+        break;
     }
     return "unknown";
 }
@@ -466,7 +491,8 @@ cv::Mat decodeImageBgr(const uint8_t* data, std::size_t size, const std::string&
         throw ImageError(name + ": GIF images are not supported (OpenCV cannot decode them); convert it to PNG");
     case ImageFormat::OpenExr:
         throw ImageError(name + ": OpenEXR images are not supported; convert it to PNG or TIFF");
-    default: break;
+    default:
+        break;
     }
     if (header.width < 0 || header.height < 0)
         throw ImageError(name + ": not a readable image (the " + format + " header is truncated or damaged)");
@@ -476,9 +502,8 @@ cv::Mat decodeImageBgr(const uint8_t* data, std::size_t size, const std::string&
     // Both sides are below 2^40 here; the first test keeps the product from overflowing.
     if (header.width > (int64_t(1) << 31) || header.height > (int64_t(1) << 31) ||
         header.width * header.height > options.maxPixels)
-        throw ImageError(name + ": the image is " + std::to_string(header.width) + "x" +
-                         std::to_string(header.height) + " pixels, more than the limit of " +
-                         std::to_string(options.maxPixels) +
+        throw ImageError(name + ": the image is " + std::to_string(header.width) + "x" + std::to_string(header.height) +
+                         " pixels, more than the limit of " + std::to_string(options.maxPixels) +
                          " (refused as a possible decompression bomb; set FEC_MAX_IMAGE_PIXELS to allow more)");
     if (header.truncated)
         throw ImageError(name + ": not a readable image (the JPEG data is truncated: no end-of-image marker)");
@@ -507,8 +532,10 @@ cv::Mat decodeImageBgr(const uint8_t* data, std::size_t size, const std::string&
                          " pixels, more than the limit of " + std::to_string(options.maxPixels));
 
     switch (raw.channels()) {
-    case 1: return greyToBgr(to8Bit(raw, name));
-    case 3: return to8Bit(raw, name);
+    case 1:
+        return greyToBgr(to8Bit(raw, name));
+    case 3:
+        return to8Bit(raw, name);
     case 2:
     case 4: {
         // Transparent areas become white, whatever colour they hide.

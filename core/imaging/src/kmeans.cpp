@@ -21,7 +21,7 @@ class RngSeedGuard {
 public:
     explicit RngSeedGuard(uint64_t seed) : m_saved(cv::theRNG().state)
     {
-        cv::theRNG().state = cv::RNG(seed).state; // cv::RNG maps seed 0 to a non-degenerate state
+        cv::theRNG().state = cv::RNG(seed).state;  // cv::RNG maps seed 0 to a non-degenerate state
     }
     ~RngSeedGuard() { cv::theRNG().state = m_saved; }
     RngSeedGuard(const RngSeedGuard&) = delete;
@@ -67,7 +67,7 @@ double squaredDistance(const float* row, const std::vector<double>& mean)
     return sum;
 }
 
-} // namespace
+}  // namespace
 
 ClusterMerger::ClusterMerger(const SegmentPyramid& pyramid, MergeFeatures features, int attempts, uint64_t seed)
     : m_attempts(std::max(1, attempts)), m_seed(seed)
@@ -288,4 +288,4 @@ at::Tensor ClusterMerger::pixelLabels(const KMeansMerge& merge) const
     return blockLabels(merge).repeat_interleave(m_blockSize, 0).repeat_interleave(m_blockSize, 1).contiguous();
 }
 
-} // namespace fec::imaging
+}  // namespace fec::imaging

@@ -123,8 +123,8 @@ Axis mapAxis(int imageSize, double offset, double scale, int inputSize, int labe
 // (fresh 12 MP buffers cost more in page faults than the drawing itself).
 struct Placement {
     cv::Rect roi;
-    std::vector<int> rowOf; // per roi row: label-map row
-    cv::Mat rows;           // [labelH, roi.width] int32
+    std::vector<int> rowOf;  // per roi row: label-map row
+    cv::Mat rows;            // [labelH, roi.width] int32
 };
 
 Placement place(const cv::Mat& labels, const InputMapping& mapping, cv::Size imageSize)
@@ -212,8 +212,8 @@ private:
 
     const Placement& m_p;
     int m_thickness;
-    cv::Mat m_right, m_down;     // [labelH, roi.width] 8U, already dilated horizontally
-    std::vector<uint8_t> m_last; // per roi row: the next row shows another label-map row
+    cv::Mat m_right, m_down;      // [labelH, roi.width] 8U, already dilated horizontally
+    std::vector<uint8_t> m_last;  // per roi row: the next row shows another label-map row
 };
 
 void paintRow(cv::Vec3b* row, const uchar* mask, int n, cv::Vec3b colour)
@@ -257,7 +257,7 @@ std::string lowerExtension(const std::string& path)
     return ext;
 }
 
-} // namespace
+}  // namespace
 
 cv::Vec3b paletteColour(int index)
 {
@@ -524,4 +524,4 @@ cv::Mat divergingOverlay(const cv::Mat& imageRgb, const at::Tensor& values, cons
     return out;
 }
 
-} // namespace fec::imaging
+}  // namespace fec::imaging

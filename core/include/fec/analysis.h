@@ -26,16 +26,16 @@ struct PyramidLevel {
 
 /// A node of the linked hierarchy: a non-empty cluster of one level.
 struct HierarchyNode {
-    int id = 0;              ///< index in SegmentPyramid::nodes
-    int level = 0;           ///< 1..L
-    int32_t cluster = 0;     ///< raw centre id on the level's grid
-    int parent = -1;         ///< node id at level + 1 (-1 at the top)
-    std::vector<int> children;  ///< node ids at level - 1
-    int64_t blocks = 0;      ///< pixel blocks covered
-    int64_t pixels = 0;      ///< model-input pixels covered (blocks * blockSize^2)
+    int id = 0;                          ///< index in SegmentPyramid::nodes
+    int level = 0;                       ///< 1..L
+    int32_t cluster = 0;                 ///< raw centre id on the level's grid
+    int parent = -1;                     ///< node id at level + 1 (-1 at the top)
+    std::vector<int> children;           ///< node ids at level - 1
+    int64_t blocks = 0;                  ///< pixel blocks covered
+    int64_t pixels = 0;                  ///< model-input pixels covered (blocks * blockSize^2)
     int x0 = 0, y0 = 0, x1 = 0, y1 = 0;  ///< bounding box in model-input pixels, [x0, x1) x [y0, y1)
-    double cx = 0, cy = 0;   ///< centroid in model-input pixels
-    int gridRow = 0, gridCol = 0;  ///< the centre's position on its grid
+    double cx = 0, cy = 0;               ///< centroid in model-input pixels
+    int gridRow = 0, gridCol = 0;        ///< the centre's position on its grid
 };
 
 /// The segment pyramid and hierarchy of one image of a traced batch.
@@ -43,11 +43,11 @@ struct SegmentPyramid {
     int64_t inputH = 0, inputW = 0;  ///< model input size in pixels
     int64_t blockH = 0, blockW = 0;  ///< pixel-block grid (inputH / 4)
     int blockSize = 4;
-    std::vector<PyramidLevel> levels;  ///< level 1..L at index 0..L-1
-    std::vector<HierarchyNode> nodes;  ///< all levels; see nodeOf()
+    std::vector<PyramidLevel> levels;          ///< level 1..L at index 0..L-1
+    std::vector<HierarchyNode> nodes;          ///< all levels; see nodeOf()
     std::vector<std::vector<int>> levelNodes;  ///< node ids per level, in nonEmpty order
-    at::Tensor keyCentres[3];          ///< per pool: [M, C] key centres (Kc) of this image
-    at::Tensor representatives[3];     ///< per pool: [M, C] representatives (R)
+    at::Tensor keyCentres[3];                  ///< per pool: [M, C] key centres (Kc) of this image
+    at::Tensor representatives[3];             ///< per pool: [M, C] representatives (R)
     /// Per level: for each block, the similarity and margin of the assignment that put the
     /// block's level-(l-1) cluster into its level-l cluster: [blockH * blockW] each.
     std::vector<std::vector<float>> similarity, margin;
@@ -84,7 +84,7 @@ struct LineageStep {
     float margin = 0;      ///< to the runner-up centre
 };
 struct Lineage {
-    int x = 0, y = 0;            ///< model-input pixel
+    int x = 0, y = 0;  ///< model-input pixel
     int blockRow = 0, blockCol = 0;
     std::vector<LineageStep> steps;  ///< level 1..L
 };

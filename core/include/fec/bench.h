@@ -15,16 +15,16 @@ namespace fec {
 struct BenchOptions {
     std::vector<int> batches{1, 16};
     int size = 224;
-    int warmup = 3;        ///< untimed runs per batch size
-    int repeats = 10;      ///< timed runs per batch size (the median is reported)
-    bool traced = false;   ///< time forwardTraced (pools + blocks) instead of the plain forward
+    int warmup = 3;                       ///< untimed runs per batch size
+    int repeats = 10;                     ///< timed runs per batch size (the median is reported)
+    bool traced = false;                  ///< time forwardTraced (pools + blocks) instead of the plain forward
     c10::ScalarType dtype = c10::kFloat;  ///< kBFloat16/kHalf cast the model and inputs (CUDA; never for parity)
 };
 
 struct BenchResult {
     int batch = 0;
-    double imagesPerSecond = 0;   ///< batch / median latency
-    double latencyMsMedian = 0;   ///< one forward of the whole batch
+    double imagesPerSecond = 0;  ///< batch / median latency
+    double latencyMsMedian = 0;  ///< one forward of the whole batch
     double latencyMsMin = 0;
     double latencyMsMax = 0;
 };

@@ -60,10 +60,10 @@ std::string toString(WeightsEntry entry);
 /// What was found in a checkpoint file.
 struct CheckpointInfo {
     std::string path;
-    std::string container;       ///< "zip" or "legacy"
+    std::string container;  ///< "zip" or "legacy"
     CheckpointLayout layout = CheckpointLayout::Unknown;
     WeightsEntry weights = WeightsEntry::Unknown;  ///< entry used
-    bool noSeparateStateDict = false;  ///< state_dict was asked for, but the file has no separate one
+    bool noSeparateStateDict = false;              ///< state_dict was asked for, but the file has no separate one
     bool hasEma = false;
     std::string strippedPrefix;  ///< "module.", "backbone.", ... or empty
     int skippedKeys = 0;         ///< keys outside the FEC backbone (e.g. a segmentation head)
@@ -74,8 +74,8 @@ struct CheckpointInfo {
     int inputSize = 0;                    ///< stored by our trainer; 0 when unknown
     std::string preprocess;               ///< "squash"/"crop" stored by our trainer; empty otherwise
     std::vector<std::pair<std::string, std::string>> extras;  ///< other top-level entries, described
-    std::string argsJson;                 ///< the argparse Namespace `args` as JSON, or empty
-    std::vector<std::string> ignoredGlobals;  ///< classes in the pickle that were not executed
+    std::string argsJson;                                     ///< the argparse Namespace `args` as JSON, or empty
+    std::vector<std::string> ignoredGlobals;                  ///< classes in the pickle that were not executed
     /// Weights holding NaN or infinite values: (key without prefix, how many values), in file
     /// order; empty for a healthy file. Such a file still loads, so that it can be inspected, but
     /// whatever it computes is meaningless: `fec inspect` and the window show this list.

@@ -15,15 +15,15 @@ using StageInts = std::array<int, 4>;
 /// fec_config, shapes read off weights, `fec train` flags, --config or run.json). The published
 /// variants stay far inside them (widths <= 512, 12 blocks, 10 proposals, 29.7 M parameters);
 /// they keep a hostile or mistyped value from overflowing an int or allocating gigabytes.
-inline constexpr int kMaxStageLayers = 64;  ///< blocks per stage
-inline constexpr int kMaxWidth = 8192;      ///< stage width, and heads x head_dims per stage
-inline constexpr int kMaxMlpHidden = 65536; ///< MLP hidden width (dims x mlp ratio)
+inline constexpr int kMaxStageLayers = 64;   ///< blocks per stage
+inline constexpr int kMaxWidth = 8192;       ///< stage width, and heads x head_dims per stage
+inline constexpr int kMaxMlpHidden = 65536;  ///< MLP hidden width (dims x mlp ratio)
 inline constexpr double kMaxMlpRatio = 64.0;
-inline constexpr int kMaxProposals = 64; ///< proposal grid, per side
-inline constexpr int kMaxFolds = 16;     ///< region grid, per side
+inline constexpr int kMaxProposals = 64;  ///< proposal grid, per side
+inline constexpr int kMaxFolds = 16;      ///< region grid, per side
 inline constexpr int kMaxClasses = 100000;
-inline constexpr int kMaxInChans = 64;                      ///< image channels (two position channels are added)
-inline constexpr int64_t kMaxParameters = int64_t(1) << 28; ///< 1 GiB of float32 weights
+inline constexpr int kMaxInChans = 64;                       ///< image channels (two position channels are added)
+inline constexpr int64_t kMaxParameters = int64_t(1) << 28;  ///< 1 GiB of float32 weights
 /// Largest input side a checkpoint may store as its `input_size` (8192 takes 16 s and 3.8 GB).
 inline constexpr int kMaxInputSide = 4096;
 
@@ -85,18 +85,18 @@ ShapeMap stateDictShapes(const FecConfig& config);
 /// What could and could not be read off a state_dict's shapes.
 struct InferredConfig {
     FecConfig config;
-    bool headsGuessed = false;      ///< heads vs head_dim cannot be told apart from shapes
-    bool proposalsDefaulted = true; ///< proposals and folds are not stored in weights
-    std::string notes;              ///< human-readable remarks for `fec inspect`
+    bool headsGuessed = false;       ///< heads vs head_dim cannot be told apart from shapes
+    bool proposalsDefaulted = true;  ///< proposals and folds are not stored in weights
+    std::string notes;               ///< human-readable remarks for `fec inspect`
 };
 
 /// Hints that settle what shapes cannot (from the checkpoint's `arch`/args or the user).
 struct ConfigHints {
-    std::string arch;               ///< e.g. "fec_small" from the checkpoint's `arch` entry
-    std::vector<int> heads;         ///< user override, 4 values
-    std::vector<int> headDims;      ///< user override, 4 values
-    std::vector<int> proposals;     ///< user override, 4 values (pw = ph)
-    std::vector<int> folds;         ///< user override, 4 values (fold_w = fold_h)
+    std::string arch;            ///< e.g. "fec_small" from the checkpoint's `arch` entry
+    std::vector<int> heads;      ///< user override, 4 values
+    std::vector<int> headDims;   ///< user override, 4 values
+    std::vector<int> proposals;  ///< user override, 4 values (pw = ph)
+    std::vector<int> folds;      ///< user override, 4 values (fold_w = fold_h)
 };
 
 /// Infers the architecture from state_dict key names and shapes (keys without any wrapper

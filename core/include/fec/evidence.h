@@ -51,22 +51,22 @@ Evidence computeEvidence(FecModelImpl& model, const at::Tensor& finalMap);
 
 /// One image's evidence for a class, or for "class versus another" (W_a - W_b), located in pixels.
 struct EvidenceMaps {
-    int64_t target = 0;              ///< class index
-    int64_t versus = -1;             ///< contrast class, or -1
-    std::vector<double> segment;     ///< [N] contribution of each final position
-    std::vector<int64_t> pixels;     ///< [N] model-input pixels of each final cluster (0: empty)
-    double bias = 0;                 ///< b_target (- b_versus)
-    double logit = 0;                ///< bias + sum(segment): the logit (difference)
-    double unlocated = 0;            ///< sum of the contributions of empty final clusters
-    at::Tensor total;    ///< [inputH, inputW] float32: every pixel shows its segment's contribution
-    at::Tensor density;  ///< [inputH, inputW] float32: contribution / segment pixels; sums to
-                         ///< logit - bias - unlocated
+    int64_t target = 0;           ///< class index
+    int64_t versus = -1;          ///< contrast class, or -1
+    std::vector<double> segment;  ///< [N] contribution of each final position
+    std::vector<int64_t> pixels;  ///< [N] model-input pixels of each final cluster (0: empty)
+    double bias = 0;              ///< b_target (- b_versus)
+    double logit = 0;             ///< bias + sum(segment): the logit (difference)
+    double unlocated = 0;         ///< sum of the contributions of empty final clusters
+    at::Tensor total;             ///< [inputH, inputW] float32: every pixel shows its segment's contribution
+    at::Tensor density;           ///< [inputH, inputW] float32: contribution / segment pixels; sums to
+                                  ///< logit - bias - unlocated
 };
 
 /// Locates image `index` of `evidence` through the pyramid's last level. Throws
 /// std::out_of_range naming the valid range for a class outside [0, classes).
-EvidenceMaps evidenceMaps(const Evidence& evidence, const SegmentPyramid& pyramid, int64_t target,
-                          int64_t versus = -1, int64_t index = 0);
+EvidenceMaps evidenceMaps(const Evidence& evidence, const SegmentPyramid& pyramid, int64_t target, int64_t versus = -1,
+                          int64_t index = 0);
 
 /// What replaces an ablated position.
 enum class AblationBaseline {

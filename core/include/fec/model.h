@@ -16,14 +16,14 @@ namespace fec {
 
 /// What a ClusterPool did, for every image of the batch (CPU tensors).
 struct PoolTrace {
-    int networkIndex = 0;           ///< 1, 3 or 5
-    int64_t inH = 0, inW = 0;       ///< input grid (positions)
-    int64_t outH = 0, outW = 0;     ///< centre grid
-    at::Tensor assign;              ///< [B, N_in] int64: centre (row-major on the out grid) of each input position
-    at::Tensor similarity;          ///< [B, N_in] float: cosine to the chosen centre
-    at::Tensor margin;              ///< [B, N_in] float: best minus second-best cosine
-    at::Tensor keyCentres;          ///< [B, M, C_out] float: pooled conv_f features (Kc)
-    at::Tensor representatives;     ///< [B, M, C_out] float: (Vc + sum of assigned V) / (1 + count)
+    int networkIndex = 0;        ///< 1, 3 or 5
+    int64_t inH = 0, inW = 0;    ///< input grid (positions)
+    int64_t outH = 0, outW = 0;  ///< centre grid
+    at::Tensor assign;           ///< [B, N_in] int64: centre (row-major on the out grid) of each input position
+    at::Tensor similarity;       ///< [B, N_in] float: cosine to the chosen centre
+    at::Tensor margin;           ///< [B, N_in] float: best minus second-best cosine
+    at::Tensor keyCentres;       ///< [B, M, C_out] float: pooled conv_f features (Kc)
+    at::Tensor representatives;  ///< [B, M, C_out] float: (Vc + sum of assigned V) / (1 + count)
 };
 
 /// What a ClusterBlock's token mixer did (CPU tensors).
@@ -32,9 +32,9 @@ struct BlockTrace {
     int64_t height = 0, width = 0;  ///< position grid of the stage
     int heads = 0;
     int proposalW = 0, proposalH = 0, foldW = 1, foldH = 1;
-    at::Tensor assign;              ///< [B, heads, N] int64: centre index within the region's proposal grid
-    at::Tensor similarity;          ///< [B, heads, N] float: sigmoid similarity to the chosen centre
-    at::Tensor margin;              ///< [B, heads, N] float: best minus second-best sigmoid similarity
+    at::Tensor assign;      ///< [B, heads, N] int64: centre index within the region's proposal grid
+    at::Tensor similarity;  ///< [B, heads, N] float: sigmoid similarity to the chosen centre
+    at::Tensor margin;      ///< [B, heads, N] float: best minus second-best sigmoid similarity
 };
 
 /// What to record during a traced forward.
@@ -46,12 +46,12 @@ struct TraceOptions {
 
 /// Result of a traced forward; all tensors on the CPU and owned by the caller.
 struct Trace {
-    at::Tensor logits;                         ///< [B, classes] (undefined for backbones)
-    std::vector<at::Tensor> denseFeatures;     ///< fork_feat outputs (norm0, norm2, norm4, norm6)
-    std::vector<PoolTrace> pools;              ///< network.1, .3, .5 in order
-    std::vector<BlockTrace> blocks;            ///< every block, stage-major
-    std::map<std::string, at::Tensor> features;///< "patch_embed", "network.<i>", "network.<i>.<j>",
-                                               ///< "network.<i>.<j>.token_mixer", "pre_logits"
+    at::Tensor logits;                           ///< [B, classes] (undefined for backbones)
+    std::vector<at::Tensor> denseFeatures;       ///< fork_feat outputs (norm0, norm2, norm4, norm6)
+    std::vector<PoolTrace> pools;                ///< network.1, .3, .5 in order
+    std::vector<BlockTrace> blocks;              ///< every block, stage-major
+    std::map<std::string, at::Tensor> features;  ///< "patch_embed", "network.<i>", "network.<i>.<j>",
+                                                 ///< "network.<i>.<j>.token_mixer", "pre_logits"
     /// [B, D3, h, w] the last stage's output, the classifier's input (undefined for backbones):
     /// position j = row * w + col is final cluster j, whose pixels the last pool level names.
     at::Tensor finalMap;
@@ -86,10 +86,8 @@ TORCH_MODULE(Cluster);
 /// One encoding block: GroupNorm, Cluster, layer scale; GroupNorm, MLP, layer scale.
 class ClusterBlockImpl : public torch::nn::Module {
 public:
-    ClusterBlockImpl(int dim, int hidden, int heads, int headDim, int proposalW, int proposalH,
-                     int foldW, int foldH);
-    at::Tensor forward(const at::Tensor& x, BlockTrace* trace = nullptr,
-                       at::Tensor* mixerOut = nullptr);
+    ClusterBlockImpl(int dim, int hidden, int heads, int headDim, int proposalW, int proposalH, int foldW, int foldH);
+    at::Tensor forward(const at::Tensor& x, BlockTrace* trace = nullptr, at::Tensor* mixerOut = nullptr);
     /// Stochastic depth for both residual branches, applied only in training mode.
     void setDropPath(double rate);
     double dropPath() const { return m_dropPath; }

@@ -36,8 +36,8 @@ struct TensorRef {
     std::string storageKey;
     DType dtype = DType::Float32;
     std::string location = "cpu";  ///< device string recorded in the file ("cpu", "cuda:0")
-    int64_t storageNumel = 0;       ///< element count of the whole storage
-    int64_t offset = 0;             ///< storage offset, in elements
+    int64_t storageNumel = 0;      ///< element count of the whole storage
+    int64_t offset = 0;            ///< storage offset, in elements
     std::vector<int64_t> sizes;
     std::vector<int64_t> strides;
     bool requiresGrad = false;
@@ -97,7 +97,7 @@ struct Limits {
     uint64_t maxContainerItems = 50'000'000;  ///< items across all containers
     uint32_t maxDepth = 512;                  ///< nesting of containers being built (stack/marks)
     uint64_t maxTensorDims = 16;
-    uint64_t maxPickleMemory = 1ull << 30;    ///< estimated bytes held by the values of one pickle
+    uint64_t maxPickleMemory = 1ull << 30;  ///< estimated bytes held by the values of one pickle
     /// All tensors of a pickle together, materialised, may take maxTensorExpansion times the bytes
     /// of its distinct storages plus minTensorBytes (views may share or repeat storage).
     double maxTensorExpansion = 4.0;
@@ -123,8 +123,7 @@ Archive readTorchFile(const std::string& path, const Limits& limits = {});
 /// Executes one protocol 0-5 pickle (restricted). `storages` receives persistent-id storages
 /// (dtype and numel only; bytes are filled by the container reader). Exposed for tests/fuzzing.
 ValuePtr unpickle(const uint8_t* data, std::size_t size, std::map<std::string, Storage>* storages,
-                  std::vector<std::string>* ignoredGlobals, const Limits& limits = {},
-                  std::size_t* consumed = nullptr);
+                  std::vector<std::string>* ignoredGlobals, const Limits& limits = {}, std::size_t* consumed = nullptr);
 
 /// Serialises `root` as a protocol-2 pickle in PyTorch's zip layout: `<archiveName>/data.pkl`,
 /// `<archiveName>/data/<key>` (64-byte aligned), `<archiveName>/version` ("3"). Tensors are

@@ -42,8 +42,8 @@ std::size_t cachedCpuBytes();
 /// default (initRuntime); LibTorch 2.x turns it on for cuDNN unless told otherwise.
 void allowTf32(bool allow);
 
-/// installCachingCpuAllocator(), allowTf32(false), glibc malloc kept from unmapping freed blocks up to 32 MiB (same reason),
-/// and setThreadCount(threads). Call once at start-up. Returns the thread count.
+/// installCachingCpuAllocator(), allowTf32(false), glibc malloc kept from unmapping freed blocks up to 32 MiB (same
+/// reason), and setThreadCount(threads). Call once at start-up. Returns the thread count.
 int initRuntime(int threads);
 
 /// OpenMP busy-waits between parallel regions; with as many threads as cores that starves

@@ -19,7 +19,7 @@ double triangle(double x)
 
 double cubic(double x)
 {
-    constexpr double a = -0.5; // PIL's bicubic
+    constexpr double a = -0.5;  // PIL's bicubic
     x = std::fabs(x);
     if (x < 1.0)
         return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
@@ -32,7 +32,7 @@ double cubic(double x)
 // (PIL's precompute_coeffs: the filter widens by the scale when shrinking, which antialiases).
 struct Coefficients {
     std::vector<int> first, count;
-    std::vector<float> weights; // count.size() * stride
+    std::vector<float> weights;  // count.size() * stride
     int stride = 0;
 };
 
@@ -51,7 +51,7 @@ Coefficients coefficients(int inSize, double in0, double in1, int outSize, bool 
         const double centre = in0 + (xx + 0.5) * scale;
         int xmin = std::max(static_cast<int>(centre - window + 0.5), 0);
         int xmax = std::min(static_cast<int>(centre + window + 0.5), inSize);
-        if (xmax <= xmin) { // degenerate box at the border: nearest pixel
+        if (xmax <= xmin) {  // degenerate box at the border: nearest pixel
             xmin = std::clamp(static_cast<int>(centre), 0, inSize - 1);
             xmax = xmin + 1;
         }
@@ -163,7 +163,7 @@ void checkImage(const at::Tensor& image)
         throw std::invalid_argument("images must be uint8 or float32");
 }
 
-} // namespace
+}  // namespace
 
 Box randomResizedCropBox(int width, int height, const AugmentOptions& o, Rng& rng)
 {
@@ -247,7 +247,7 @@ Box evalSourceBox(int w, int h, int size, EvalResize mode)
         return {0, 0, double(w), double(h)};
     // Shorter side to floor(S / 0.9), centre crop S: the same pixels as resizing then cropping.
     const int shortSide = static_cast<int>(std::floor(size / 0.9));
-    const double scale = static_cast<double>(std::min(w, h)) / shortSide; // source pixels per resized pixel
+    const double scale = static_cast<double>(std::min(w, h)) / shortSide;  // source pixels per resized pixel
     const int rw = w <= h ? shortSide : static_cast<int>(std::lround(static_cast<double>(w) / scale));
     const int rh = h < w ? shortSide : static_cast<int>(std::lround(static_cast<double>(h) / scale));
     const int top = static_cast<int>(std::lround((rh - size) / 2.0)),
@@ -318,4 +318,4 @@ at::Tensor mixBatch(at::Tensor& images, const at::Tensor& labels, int64_t classe
     return target.mul(lam).add_(target.flip(0), 1.0 - lam);
 }
 
-} // namespace fec::train
+}  // namespace fec::train

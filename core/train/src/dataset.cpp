@@ -82,7 +82,7 @@ std::string idxPath(const std::string& folder, const std::string& stem)
     const auto raw = (fs::path(folder) / stem).string();
     if (fs::exists(raw, ec))
         return raw;
-    return gz; // reported as missing by the reader
+    return gz;  // reported as missing by the reader
 }
 
 std::string stemFor(FashionMnist::Split split, bool images)
@@ -158,7 +158,7 @@ IdxArray readIdxData(const std::string& path, int64_t maxItems)
     return out;
 }
 
-} // namespace
+}  // namespace
 
 IdxArray readIdx(const std::string& path, int64_t maxItems)
 {
@@ -290,4 +290,4 @@ DatasetPtr limitDataset(const DatasetPtr& base, int64_t count, uint64_t seed)
     return std::make_shared<SubsetDataset>(base, std::move(order), "subset");
 }
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -46,7 +46,7 @@ int envInt(const char* name, int fallback, bool* present = nullptr)
     return e.what();
 }
 
-constexpr int64_t kBucketElements = (25 << 20) / 4; // about 25 MB of float32, like DDP's buckets
+constexpr int64_t kBucketElements = (25 << 20) / 4;  // about 25 MB of float32, like DDP's buckets
 
 // Groups tensors of one dtype into flat buckets of at most kBucketElements (a single larger
 // tensor gets a bucket of its own).
@@ -89,7 +89,7 @@ void unflatten(const at::Tensor& flat, const std::vector<at::Tensor>& tensors, c
     }
 }
 
-} // namespace
+}  // namespace
 
 std::optional<DistOptions> distOptionsFromEnv()
 {
@@ -343,7 +343,7 @@ void DistContext::reportFailure(const std::string& message)
     }
 }
 
-#else // no Gloo headers at build time
+#else  // no Gloo headers at build time
 
 bool glooAvailable()
 {
@@ -378,4 +378,4 @@ void DistContext::reportFailure(const std::string&) {}
 
 #endif
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -47,7 +47,7 @@ int exitCodeOf(int status)
     return 1;
 }
 
-} // namespace
+}  // namespace
 
 int launchWorkers(const std::vector<std::string>& argv, const LaunchOptions& o, std::ostream& log)
 {
@@ -191,4 +191,4 @@ int launchWorkers(const std::vector<std::string>& argv, const LaunchOptions& o, 
     return 0;
 }
 
-} // namespace fec::train
+}  // namespace fec::train

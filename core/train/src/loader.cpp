@@ -131,4 +131,4 @@ std::vector<std::vector<int64_t>> evalBatches(int64_t n, int64_t batch, int rank
     return out;
 }
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -135,4 +135,4 @@ double clipGradNorm(const std::vector<at::Tensor>& parameters, double maxNorm)
     return total;
 }
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -20,7 +20,7 @@ uint64_t rotl(uint64_t x, int k)
     return (x << k) | (x >> (64 - k));
 }
 
-} // namespace
+}  // namespace
 
 uint64_t mixSeed(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
 {
@@ -133,4 +133,4 @@ std::vector<int64_t> epochOrder(int64_t n, uint64_t seed, int64_t epoch, bool sh
     return order;
 }
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -36,7 +36,7 @@ std::string busyMessage(const std::string& runDir, long pid)
            ": wait for it to end or stop it, or choose another --out";
 }
 
-} // namespace
+}  // namespace
 
 RunFolderBusy::RunFolderBusy(const std::string& runDir, long ownerPid)
     : std::runtime_error(busyMessage(runDir, ownerPid)), m_runDir(runDir), m_ownerPid(ownerPid)
@@ -109,4 +109,4 @@ long runFolderOwner(const std::string& runDir)
     return owner;
 }
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -20,7 +20,7 @@ const std::array<uint32_t, 256>& crcTable()
         for (uint32_t i = 0; i < 256; ++i) {
             uint32_t c = i;
             for (int k = 0; k < 8; ++k)
-                c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1; // reflected Castagnoli polynomial
+                c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;  // reflected Castagnoli polynomial
             t[i] = c;
         }
         return t;
@@ -52,7 +52,7 @@ void putBytes(std::string& out, int field, const std::string& bytes)
 template <typename T> void putFixed(std::string& out, T value)
 {
     char buf[sizeof(T)];
-    std::memcpy(buf, &value, sizeof(T)); // little-endian hosts only (x86-64, aarch64)
+    std::memcpy(buf, &value, sizeof(T));  // little-endian hosts only (x86-64, aarch64)
     out.append(buf, sizeof(T));
 }
 
@@ -126,7 +126,7 @@ double nowSeconds()
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-} // namespace
+}  // namespace
 
 uint32_t crc32c(const void* data, std::size_t size, uint32_t crc)
 {
@@ -294,4 +294,4 @@ std::vector<TfEvent> readEventFile(const std::string& path)
     return events;
 }
 
-} // namespace fec::train
+}  // namespace fec::train

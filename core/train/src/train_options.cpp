@@ -30,9 +30,9 @@ std::string toText(uint64_t v)
 std::string toText(double v)
 {
     if (v == std::floor(v) && std::abs(v) < 1e15)
-        return std::to_string(static_cast<int64_t>(v)); // "100000", not "1e+05"
+        return std::to_string(static_cast<int64_t>(v));  // "100000", not "1e+05"
     char buffer[64];
-    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v); // shortest text that reads back exactly
+    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v);  // shortest text that reads back exactly
     return std::string(buffer, r.ptr);
 }
 std::string toText(bool v)
@@ -329,7 +329,7 @@ std::string valueText(const TrainOption& row, const json& v)
     return v.get<std::string>();
 }
 
-} // namespace
+}  // namespace
 
 std::string TrainOption::defaultValue() const
 {
@@ -452,4 +452,4 @@ void optionsFromJson(const std::string& text, TrainOptions& o)
     }
 }
 
-} // namespace fec::train
+}  // namespace fec::train

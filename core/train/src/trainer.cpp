@@ -109,7 +109,7 @@ double realEntry(const ValuePtr& dict, const std::string& key, double fallback)
     return fallback;
 }
 
-} // namespace
+}  // namespace
 
 std::string eventToJson(const TrainEvent& event)
 {
@@ -243,13 +243,13 @@ struct Trainer::State {
     int64_t stepInEpoch = 0, globalStep = 0;
     double bestTop1 = -1;
     int bestEpoch = -1;
-    int pendingValidation = -1; ///< epoch whose validation a stop interrupted (done first on resume)
+    int pendingValidation = -1;  ///< epoch whose validation a stop interrupted (done first on resume)
     bool resumed = false;
 
     std::unique_ptr<EventWriter> events;
     std::ofstream metrics;
     std::chrono::steady_clock::time_point started;
-    json runRecord; ///< run.json as written at the start (the final record is added to it)
+    json runRecord;  ///< run.json as written at the start (the final record is added to it)
 
     bool isWriter() const { return rank == 0; }
     void message(const std::string& text) const
@@ -477,7 +477,7 @@ void Trainer::State::restore(const std::string& path)
     for (auto& slot : optimizer->slots()) {
         auto entry = perParam ? perParam->get(slot.name) : nullptr;
         if (!entry)
-            continue; // never updated (e.g. no gradient yet)
+            continue;  // never updated (e.g. no gradient yet)
         auto step = entry->get("step");
         if (step && step->kind == Value::Kind::Tensor)
             slot.step = static_cast<int64_t>(tensorOf(step, slot.name + " step").item<double>());
@@ -1040,4 +1040,4 @@ TrainBenchResult benchmarkTraining(const FecConfig& config, int size, int batch,
     return r;
 }
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -50,4 +50,4 @@ void applyChartPalette(const TitledPlot& chart, const QPalette& palette)
     plot->legend->setBorderPen(QPen(grid, 1));
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

@@ -10,8 +10,7 @@ namespace fec::ui {
 namespace {
 
 // Adds merged horizontal and vertical edge runs where `edge(cellA, cellB)` holds.
-template <typename EdgeH, typename EdgeV>
-QPainterPath edgesPath(int w, int h, EdgeH horizontalEdge, EdgeV verticalEdge)
+template <typename EdgeH, typename EdgeV> QPainterPath edgesPath(int w, int h, EdgeH horizontalEdge, EdgeV verticalEdge)
 {
     QPainterPath path;
     // Horizontal edges lie on grid line y between rows y - 1 and y.
@@ -84,8 +83,8 @@ ViewHighlight makeHighlight(const SegmentPyramid& pyramid, int selectedNode, int
         h.selectedOutline = maskOutline(h.selectedMask, h.blockW, h.blockH);
         const auto& node = pyramid.nodes[selectedNode];
         if (node.level > 1)
-            h.descendantOutline = labelBoundaries(pyramid.levels[node.level - 2].blockLabel.data(), h.selectedMask,
-                                                  h.blockW, h.blockH);
+            h.descendantOutline =
+                labelBoundaries(pyramid.levels[node.level - 2].blockLabel.data(), h.selectedMask, h.blockW, h.blockH);
         for (int parent = node.parent; parent >= 0 && parent < nodeCount; parent = pyramid.nodes[parent].parent)
             h.ancestorOutlines.push_back(maskOutline(pyramid.blockMask(parent), h.blockW, h.blockH));
     }
@@ -132,8 +131,7 @@ at::Tensor segmentDifference(const at::Tensor& a, const at::Tensor& b, double* c
         const auto la32 = static_cast<int32_t>(key >> 32);
         const auto lb32 = static_cast<int32_t>(key & 0xffffffff);
         auto it = best.find(la32);
-        if (it == best.end() || count > it->second.second ||
-            (count == it->second.second && lb32 < it->second.first))
+        if (it == best.end() || count > it->second.second || (count == it->second.second && lb32 < it->second.first))
             best[la32] = {lb32, count};
     }
     auto changed = at::zeros(la.sizes(), at::kBool);

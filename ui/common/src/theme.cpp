@@ -99,14 +99,15 @@ void applyTheme(Theme theme)
         return;
     if (auto* fusion = QStyleFactory::create(QStringLiteral("Fusion")))
         QApplication::setStyle(fusion);
-    QPalette palette = theme == Theme::Dark ? darkPalette() : theme == Theme::Light ? lightPalette()
-                                                                                  : QApplication::style()->standardPalette();
+    QPalette palette = theme == Theme::Dark    ? darkPalette()
+                       : theme == Theme::Light ? lightPalette()
+                                               : QApplication::style()->standardPalette();
     QApplication::setPalette(palette);
     const bool dark = palette.color(QPalette::Window).lightness() < 128;
-    app->setStyleSheet(QStringLiteral("QWidget#panelBar { background: %1; border-bottom: 1px solid %2; }"
-                                      "QToolTip { padding: 4px; }")
-                           .arg(palette.color(QPalette::Window).darker(dark ? 112 : 104).name(),
-                                palette.color(QPalette::Mid).name()));
+    app->setStyleSheet(
+        QStringLiteral("QWidget#panelBar { background: %1; border-bottom: 1px solid %2; }"
+                       "QToolTip { padding: 4px; }")
+            .arg(palette.color(QPalette::Window).darker(dark ? 112 : 104).name(), palette.color(QPalette::Mid).name()));
 }
 
 }  // namespace fec::ui

@@ -9,8 +9,7 @@ void ViewSync::addView(ImageView* view)
     if (!view || m_views.contains(view))
         return;
     m_views.append(view);
-    connect(view, &ImageView::viewStateChanged, this,
-            [this, view](const ViewState& state) { propagate(view, state); });
+    connect(view, &ImageView::viewStateChanged, this, [this, view](const ViewState& state) { propagate(view, state); });
     connect(view, &QObject::destroyed, this, [this, view] { m_views.removeAll(view); });
     // A newcomer adopts the group's current framing.
     for (const auto& other : std::as_const(m_views))

@@ -121,9 +121,9 @@ QString ErrorPresenter::message(const ExplainFailure& failure)
     const bool cpu = failure.retryOnCpu;
     const bool smaller = failure.retrySize > 0;
     const QString advice = cpu && smaller ? tr("Not enough memory: retry on the CPU or at a smaller input size.")
-                           : cpu          ? tr("Not enough memory: retry on the CPU, or close other programs using the GPU.")
-                           : smaller      ? tr("Not enough memory: retry at a smaller input size.")
-                                          : tr("Not enough memory: close other programs or choose a smaller model.");
+                           : cpu     ? tr("Not enough memory: retry on the CPU, or close other programs using the GPU.")
+                           : smaller ? tr("Not enough memory: retry at a smaller input size.")
+                                     : tr("Not enough memory: close other programs or choose a smaller model.");
     return failure.message + QStringLiteral(" — ") + advice;
 }
 

@@ -232,8 +232,9 @@ void ExplainController::addRetryOffers(ExplainFailure& failure) const
         return;  // loading has no input size to shrink
     // Activation memory grows with the number of pixels: about half of them should fit.
     const auto& summary = m_primary->summary();
-    const int current = m_settings.size > 0 ? m_settings.size
-                                            : (summary.storedInputSize > 0 ? summary.storedInputSize : kDefaultInputSize);
+    const int current = m_settings.size > 0
+                            ? m_settings.size
+                            : (summary.storedInputSize > 0 ? summary.storedInputSize : kDefaultInputSize);
     for (int size : inputSizeChoices(summary.sizeMultiple > 0 ? summary.sizeMultiple : 32))
         if (size * 4 <= current * 3)
             failure.retrySize = size;

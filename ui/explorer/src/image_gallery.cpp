@@ -67,10 +67,11 @@ Thumbnail decodeThumbnail(const QString& path)
                                                   static_cast<std::size_t>(bytes.size()));
     const int64_t limit = imaging::defaultMaxImagePixels();
     if (header.width > 0 && header.height > 0 && header.width > limit / header.height)
-        return {{}, QStringLiteral("%1 x %2 pixels, over the limit of %3 pixels (FEC_MAX_IMAGE_PIXELS)")
-                        .arg(header.width)
-                        .arg(header.height)
-                        .arg(limit)};
+        return {{},
+                QStringLiteral("%1 x %2 pixels, over the limit of %3 pixels (FEC_MAX_IMAGE_PIXELS)")
+                    .arg(header.width)
+                    .arg(header.height)
+                    .arg(limit)};
 
     const int s = GalleryModel::kThumbnailSize * 2;  // room for high-DPI screens
     QBuffer buffer;
@@ -84,14 +85,16 @@ Thumbnail decodeThumbnail(const QString& path)
             reader.setScaledSize(size.scaled(s, s, Qt::KeepAspectRatio));
         QImage image = reader.read();
         if (!image.isNull())
-            return {image.width() > s || image.height() > s ? image.scaled(s, s, Qt::KeepAspectRatio, Qt::SmoothTransformation)
-                                                            : image,
+            return {image.width() > s || image.height() > s
+                        ? image.scaled(s, s, Qt::KeepAspectRatio, Qt::SmoothTransformation)
+                        : image,
                     {}};
     }
     const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.constData()));
     cv::Mat bgr = bytes.isEmpty() ? cv::Mat() : cv::imdecode(encoded, cv::IMREAD_REDUCED_COLOR_2);
     if (bgr.empty())
-        return {{}, bytes.isEmpty() ? QStringLiteral("empty file") : QStringLiteral("not an image that can be decoded")};
+        return {{},
+                bytes.isEmpty() ? QStringLiteral("empty file") : QStringLiteral("not an image that can be decoded")};
     const double f = std::min(1.0, double(s) / std::max(bgr.cols, bgr.rows));
     if (f < 1.0)
         cv::resize(bgr, bgr, cv::Size(), f, f, cv::INTER_AREA);
@@ -154,9 +157,9 @@ GalleryModel::~GalleryModel()
 
 QStringList GalleryModel::imageSuffixes()
 {
-    return {QStringLiteral("png"), QStringLiteral("jpg"), QStringLiteral("jpeg"), QStringLiteral("bmp"),
+    return {QStringLiteral("png"), QStringLiteral("jpg"),  QStringLiteral("jpeg"), QStringLiteral("bmp"),
             QStringLiteral("tif"), QStringLiteral("tiff"), QStringLiteral("webp"), QStringLiteral("ppm"),
-            QStringLiteral("pgm"), QStringLiteral("pbm"), QStringLiteral("gif")};
+            QStringLiteral("pgm"), QStringLiteral("pbm"),  QStringLiteral("gif")};
 }
 
 bool GalleryModel::isImageFile(const QString& path)
@@ -280,7 +283,8 @@ void GalleryModel::pump() const
             if (!self)
                 return;
             QMetaObject::invokeMethod(
-                self.data(), [self, generation, path, thumbnail] {
+                self.data(),
+                [self, generation, path, thumbnail] {
                     if (self)
                         self->finished(generation, path, thumbnail.image, thumbnail.problem);
                 },
@@ -326,17 +330,17 @@ ImageGallery::ImageGallery(QWidget* parent) : QWidget(parent)
     m_view->setMovement(QListView::Static);
     m_view->setUniformItemSizes(true);  // the view never asks every item for its size
     m_view->setIconSize(QSize(GalleryModel::kThumbnailSize, GalleryModel::kThumbnailSize));
-    m_view->setGridSize(QSize(GalleryModel::kThumbnailSize + 20, GalleryModel::kThumbnailSize + 2 * fontMetrics().height() + 6));
+    m_view->setGridSize(
+        QSize(GalleryModel::kThumbnailSize + 20, GalleryModel::kThumbnailSize + 2 * fontMetrics().height() + 6));
     m_view->setTextElideMode(Qt::ElideMiddle);
     m_view->setWordWrap(false);
     m_view->setSelectionMode(QAbstractItemView::SingleSelection);
     m_view->setModel(m_model);
     layout->addWidget(m_view, 1);
-    connect(m_view->selectionModel(), &QItemSelectionModel::currentChanged, this,
-            [this](const QModelIndex& current) {
-                if (current.isValid())
-                    Q_EMIT currentImageChanged(m_model->path(current.row()));
-            });
+    connect(m_view->selectionModel(), &QItemSelectionModel::currentChanged, this, [this](const QModelIndex& current) {
+        if (current.isValid())
+            Q_EMIT currentImageChanged(m_model->path(current.row()));
+    });
     updateTitle();
 }
 
@@ -379,8 +383,10 @@ void ImageGallery::step(int delta)
 void ImageGallery::updateTitle()
 {
     const int n = m_model->count();
-    const QString where = m_model->folder().isEmpty() ? tr("Opened files") : QDir::toNativeSeparators(m_model->folder());
-    m_title->setText(n ? tr("%1 — %n image(s)", nullptr, n).arg(where) : tr("No images. Open a folder (Ctrl+Shift+O) or drop images here."));
+    const QString where =
+        m_model->folder().isEmpty() ? tr("Opened files") : QDir::toNativeSeparators(m_model->folder());
+    m_title->setText(n ? tr("%1 — %n image(s)", nullptr, n).arg(where)
+                       : tr("No images. Open a folder (Ctrl+Shift+O) or drop images here."));
     m_title->setToolTip(m_model->folder());
 }
 

@@ -74,8 +74,8 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     if (options.useSettings) {
         d->settings = std::make_unique<QSettings>();
     } else {
-        d->tempSettingsFile =
-            QDir::temp().filePath(QStringLiteral("fec-explorer-%1-%2.ini").arg(QCoreApplication::applicationPid()).arg(quintptr(this)));
+        d->tempSettingsFile = QDir::temp().filePath(
+            QStringLiteral("fec-explorer-%1-%2.ini").arg(QCoreApplication::applicationPid()).arg(quintptr(this)));
         QFile::remove(d->tempSettingsFile);
         d->settings = std::make_unique<QSettings>(d->tempSettingsFile, QSettings::IniFormat);
     }
@@ -171,8 +171,8 @@ void MainWindow::Private::buildCentral()
     // Interventions run on the primary model's worker thread, between its explain runs.
     evidence->setModelRunner([this](EvidenceView::ModelTask task) {
         return primary() && primary()->runOnModel([task = std::move(task)](const ModelBundle& bundle) {
-                   task(*bundle.loaded.model.ptr(), bundle.device);
-               });
+            task(*bundle.loaded.model.ptr(), bundle.device);
+        });
     });
     tabs->addTab(pyramid, tr("Pyramid"));
     tabs->addTab(compare, tr("Compare"));
@@ -187,7 +187,8 @@ void MainWindow::Private::buildCentral()
     tabs->setTabToolTip(3, tr("Every head of an encoding block and their agreement"));
     tabs->setTabToolTip(4, tr("The pyramid as stacked planes with parent links (drag to rotate)"));
     tabs->setTabToolTip(5, tr("Segment sizes, assignment margins, empty clusters and head agreement"));
-    tabs->setTabToolTip(6, tr("Why this prediction: each final segment's contribution to a class logit, and interventions"));
+    tabs->setTabToolTip(
+        6, tr("Why this prediction: each final segment's contribution to a class logit, and interventions"));
     stack->addWidget(tabs);
     q->setCentralWidget(stack);
 
@@ -213,7 +214,8 @@ void MainWindow::Private::buildDocks()
         auto* dock = new QDockWidget(title, q);
         dock->setObjectName(name);
         dock->setWidget(widget);
-        dock->setFeatures(QDockWidget::DockWidgetClosable | QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
+        dock->setFeatures(QDockWidget::DockWidgetClosable | QDockWidget::DockWidgetMovable |
+                          QDockWidget::DockWidgetFloatable);
         q->addDockWidget(area, dock);
         docks << dock;
         return dock;
@@ -221,7 +223,8 @@ void MainWindow::Private::buildDocks()
     gallery = new ImageGallery(q);
     addDock(tr("Images"), QStringLiteral("galleryDock"), gallery, Qt::LeftDockWidgetArea);
     prediction = new PredictionPanel(q);
-    auto* predictionDock = addDock(tr("Prediction"), QStringLiteral("predictionDock"), prediction, Qt::RightDockWidgetArea);
+    auto* predictionDock =
+        addDock(tr("Prediction"), QStringLiteral("predictionDock"), prediction, Qt::RightDockWidgetArea);
     lineage = new LineagePanel(selection, q);
     auto* lineageDock = addDock(tr("Lineage"), QStringLiteral("lineageDock"), lineage, Qt::RightDockWidgetArea);
     info = new ModelInfoPanel(q);
@@ -432,7 +435,8 @@ void MainWindow::Private::ensure3D()
         return;
     const QString platform = QGuiApplication::platformName();
     if (platform == QLatin1String("offscreen") || platform == QLatin1String("minimal")) {
-        auto* note = new QLabel(tr("The 3D view needs an OpenGL display; the '%1' platform has none.").arg(platform), view3dHost);
+        auto* note = new QLabel(tr("The 3D view needs an OpenGL display; the '%1' platform has none.").arg(platform),
+                                view3dHost);
         note->setAlignment(Qt::AlignCenter);
         view3dHost->layout()->addWidget(note);
         return;
@@ -501,9 +505,9 @@ ImageView* MainWindow::Private::activeImageView() const
 
 bool MainWindow::viewFromName(const QString& name, View* view)
 {
-    static const QStringList names = {QStringLiteral("pyramid"), QStringLiteral("compare"), QStringLiteral("hierarchy"),
-                                      QStringLiteral("heads"),   QStringLiteral("3d"),      QStringLiteral("statistics"),
-                                      QStringLiteral("evidence")};
+    static const QStringList names = {
+        QStringLiteral("pyramid"), QStringLiteral("compare"),    QStringLiteral("hierarchy"), QStringLiteral("heads"),
+        QStringLiteral("3d"),      QStringLiteral("statistics"), QStringLiteral("evidence")};
     const int i = names.indexOf(name.toLower());
     if (i < 0)
         return false;

@@ -34,8 +34,8 @@
 
 namespace fec::ui {
 
-QMenu* MainWindow::Private::choiceMenu(QMenu* menu, const QList<QPair<QString, QVariant>>& choices, const QVariant& current,
-                                       std::function<void(const QVariant&)> onChoose)
+QMenu* MainWindow::Private::choiceMenu(QMenu* menu, const QList<QPair<QString, QVariant>>& choices,
+                                       const QVariant& current, std::function<void(const QVariant&)> onChoose)
 {
     menu->clear();
     auto* group = new QActionGroup(menu);
@@ -148,7 +148,8 @@ void MainWindow::Private::buildMenus()
 
     auto* view = q->menuBar()->addMenu(tr("&View"));
     auto* viewGroup = new QActionGroup(q);
-    const QStringList names = {tr("&Pyramid"), tr("&Compare"), tr("&Hierarchy"), tr("H&eads"), tr("&3D"), tr("&Statistics"), tr("E&vidence")};
+    const QStringList names = {tr("&Pyramid"), tr("&Compare"),    tr("&Hierarchy"), tr("H&eads"),
+                               tr("&3D"),      tr("&Statistics"), tr("E&vidence")};
     for (int i = 0; i < names.size(); ++i) {
         auto* a = view->addAction(names[i]);
         a->setCheckable(true);
@@ -192,7 +193,9 @@ void MainWindow::Private::buildMenus()
     view->addSeparator();
     themeMenu = view->addMenu(tr("&Theme"));
     choiceMenu(themeMenu,
-               {{tr("System"), QStringLiteral("system")}, {tr("Light"), QStringLiteral("light")}, {tr("Dark"), QStringLiteral("dark")}},
+               {{tr("System"), QStringLiteral("system")},
+                {tr("Light"), QStringLiteral("light")},
+                {tr("Dark"), QStringLiteral("dark")}},
                prefs.theme, [this](const QVariant& v) {
                    prefs.theme = v.toString();
                    savePrefs();
@@ -289,8 +292,9 @@ void MainWindow::Private::rebuildModelMenus()
 
     const auto& summary = primary()->summary();
     const int stored = summary.storedInputSize;
-    QList<QPair<QString, QVariant>> sizes{
-        {stored > 0 ? tr("From the checkpoint (%1)").arg(stored) : tr("From the checkpoint (%1)").arg(kDefaultInputSize), 0}};
+    QList<QPair<QString, QVariant>> sizes{{stored > 0 ? tr("From the checkpoint (%1)").arg(stored)
+                                                      : tr("From the checkpoint (%1)").arg(kDefaultInputSize),
+                                           0}};
     for (int s : inputSizeChoices(summary.sizeMultiple > 0 ? summary.sizeMultiple : 32))
         sizes.append({QStringLiteral("%1 × %1").arg(s), s});
     choiceMenu(sizeMenu, sizes, effectiveSize(), [this](const QVariant& v) {

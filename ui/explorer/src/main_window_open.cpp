@@ -38,15 +38,17 @@ void MainWindow::Private::chooseImages()
 
 void MainWindow::Private::chooseFolder()
 {
-    const QString dir = QFileDialog::getExistingDirectory(q, tr("Open folder"), settings->value("dialogs/imageDir").toString());
+    const QString dir =
+        QFileDialog::getExistingDirectory(q, tr("Open folder"), settings->value("dialogs/imageDir").toString());
     if (!dir.isEmpty())
         q->openFolder(dir);
 }
 
 void MainWindow::Private::chooseCheckpoint()
 {
-    const QString path = QFileDialog::getOpenFileName(q, tr("Open checkpoint"), settings->value("dialogs/checkpointDir").toString(),
-                                                      tr("Checkpoints (*.pth *.pth.tar *.tar *.pt *.ckpt);;All files (*)"));
+    const QString path =
+        QFileDialog::getOpenFileName(q, tr("Open checkpoint"), settings->value("dialogs/checkpointDir").toString(),
+                                     tr("Checkpoints (*.pth *.pth.tar *.tar *.pt *.ckpt);;All files (*)"));
     if (!path.isEmpty()) {
         settings->setValue("dialogs/checkpointDir", QFileInfo(path).absolutePath());
         q->openCheckpoint(path);
@@ -55,9 +57,9 @@ void MainWindow::Private::chooseCheckpoint()
 
 void MainWindow::Private::chooseComparisonCheckpoint()
 {
-    const QString path = QFileDialog::getOpenFileName(q, tr("Open comparison checkpoint"),
-                                                      settings->value("dialogs/checkpointDir").toString(),
-                                                      tr("Checkpoints (*.pth *.pth.tar *.tar *.pt *.ckpt);;All files (*)"));
+    const QString path = QFileDialog::getOpenFileName(
+        q, tr("Open comparison checkpoint"), settings->value("dialogs/checkpointDir").toString(),
+        tr("Checkpoints (*.pth *.pth.tar *.tar *.pt *.ckpt);;All files (*)"));
     if (!path.isEmpty())
         q->openComparisonCheckpoint(path);
 }
@@ -127,7 +129,8 @@ void MainWindow::openFolder(const QString& folder)
     d->addRecent(kRecentFolders, folder);
     d->settings->setValue("dialogs/imageDir", folder);
     if (n == 0) {
-        d->reportError(tr("No images"), tr("%1 has no images (PNG, JPEG, BMP, TIFF, WebP, PPM, GIF)").arg(folder), false);
+        d->reportError(tr("No images"), tr("%1 has no images (PNG, JPEG, BMP, TIFF, WebP, PPM, GIF)").arg(folder),
+                       false);
         return;
     }
     d->gallery->setCurrentPath(d->gallery->model()->path(0));

@@ -68,9 +68,10 @@ ModelSummary describe(const ModelBundle& bundle, double loadSeconds)
         s.weights += QStringLiteral(", prefix '%1' removed").arg(shown(info.strippedPrefix));
     s.variant = shown(cfg.variant);
     s.architecture = shown(cfg.summary());
-    s.architectureSource = info.configStored ? QStringLiteral("stored in the checkpoint")
-                                             : (info.inferred.headsGuessed ? QStringLiteral("inferred from shapes (heads guessed)")
-                                                                           : QStringLiteral("inferred from shapes"));
+    s.architectureSource = info.configStored
+                               ? QStringLiteral("stored in the checkpoint")
+                               : (info.inferred.headsGuessed ? QStringLiteral("inferred from shapes (heads guessed)")
+                                                             : QStringLiteral("inferred from shapes"));
     s.notes = shown(info.inferred.notes);
     s.parameters = info.parameterCount;
     s.numClasses = cfg.numClasses;
@@ -95,7 +96,8 @@ QList<QPair<QString, QString>> ModelSummary::rows() const
 {
     const QLocale locale;
     QList<QPair<QString, QString>> r;
-    r << qMakePair(QStringLiteral("File"), fileName) << qMakePair(QStringLiteral("Folder"), QFileInfo(path).absolutePath())
+    r << qMakePair(QStringLiteral("File"), fileName)
+      << qMakePair(QStringLiteral("Folder"), QFileInfo(path).absolutePath())
       << qMakePair(QStringLiteral("Format"), container == QLatin1String("zip") ? QStringLiteral("zip (torch.save)")
                                                                                : QStringLiteral("legacy torch.save"))
       << qMakePair(QStringLiteral("Layout"), layout) << qMakePair(QStringLiteral("Weights"), weights)
@@ -112,7 +114,8 @@ QList<QPair<QString, QString>> ModelSummary::rows() const
         classes = classNamesSource;
     r << qMakePair(QStringLiteral("Classes"), classes);
     if (storedInputSize > 0)
-        r << qMakePair(QStringLiteral("Trained input"), QStringLiteral("%1×%1 %2").arg(storedInputSize).arg(storedPreprocess));
+        r << qMakePair(QStringLiteral("Trained input"),
+                       QStringLiteral("%1×%1 %2").arg(storedInputSize).arg(storedPreprocess));
     r << qMakePair(QStringLiteral("Size multiple"), QString::number(sizeMultiple));
     r << qMakePair(QStringLiteral("Device"), device) << qMakePair(QStringLiteral("Load time"), loadTime);
     return r;
@@ -175,7 +178,8 @@ ExplainResultPtr runExplain(const ModelBundle& model, const ExplainRequest& requ
         // NaN or infinite outputs rank nothing (topClasses) and cluster into one meaningless
         // segment: the window shows this failure, naming the image, instead of a result.
         if (result->trace.logits.defined() && !at::isfinite(result->trace.logits).all().item<bool>())
-            throw std::runtime_error("the model's outputs are not finite (NaN/inf) for " + request.imagePath.toStdString());
+            throw std::runtime_error("the model's outputs are not finite (NaN/inf) for " +
+                                     request.imagePath.toStdString());
         for (const auto& c : result->top) {
             const auto name = c.index < static_cast<int64_t>(model.classNames.size())
                                   ? shown(model.classNames[static_cast<size_t>(c.index)])

@@ -13,7 +13,8 @@ PredictionPanel::PredictionPanel(QWidget* parent) : QWidget(parent)
     setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Minimum);
 }
 
-void PredictionPanel::setPredictions(const std::vector<std::pair<QString, double>>& predictions, const QString& emptyText)
+void PredictionPanel::setPredictions(const std::vector<std::pair<QString, double>>& predictions,
+                                     const QString& emptyText)
 {
     // A probability that is not a number is never drawn as a ranking.
     const bool finite = std::all_of(predictions.begin(), predictions.end(),
@@ -65,7 +66,8 @@ void PredictionPanel::paintEvent(QPaintEvent*)
         p.setFont(f);
         p.setPen(pal.color(QPalette::WindowText));
         const QRect nameRect(margin, y, width() - 3 * margin - pctWidth, line);
-        p.drawText(nameRect, Qt::AlignLeft | Qt::AlignVCenter, QFontMetrics(f).elidedText(name, Qt::ElideRight, nameRect.width()));
+        p.drawText(nameRect, Qt::AlignLeft | Qt::AlignVCenter,
+                   QFontMetrics(f).elidedText(name, Qt::ElideRight, nameRect.width()));
         p.drawText(QRect(width() - margin - pctWidth, y, pctWidth, line), Qt::AlignRight | Qt::AlignVCenter, pct);
         y += line + 2;
         const QRectF track(margin, y, width() - 2 * margin, barHeight);

@@ -91,7 +91,8 @@ PreferencesDialog::PreferencesDialog(const Preferences& prefs, const QStringList
     m_theme->setCurrentIndex(std::max(0, m_theme->findData(prefs.theme)));
     form->addRow(tr("T&heme:"), m_theme);
 
-    auto* note = new QLabel(tr("Device and weights reload the model; size and preprocessing rerun the current image."), this);
+    auto* note =
+        new QLabel(tr("Device and weights reload the model; size and preprocessing rerun the current image."), this);
     note->setWordWrap(true);
     note->setForegroundRole(QPalette::PlaceholderText);
     layout->addWidget(note);

@@ -70,7 +70,8 @@ void ScreenshotTask::poll()
         return;
     }
     m_done = true;
-    Q_EMIT finished(0, tr("wrote %1 (%2×%3)").arg(QDir::toNativeSeparators(m_path)).arg(image.width()).arg(image.height()));
+    Q_EMIT finished(
+        0, tr("wrote %1 (%2×%3)").arg(QDir::toNativeSeparators(m_path)).arg(image.width()).arg(image.height()));
 }
 
 }  // namespace fec::ui

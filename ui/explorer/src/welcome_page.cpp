@@ -63,7 +63,8 @@ WelcomePage::WelcomePage(QWidget* parent) : QWidget(parent)
     new QVBoxLayout(m_recent);
     m_recent->layout()->setContentsMargins(0, 12, 0, 0);
     layout->addWidget(m_recent);
-    auto* hint = new QLabel(tr("Tip: drop checkpoints (.pth, .pth.tar, .pt), images or folders anywhere in this window."), column);
+    auto* hint = new QLabel(
+        tr("Tip: drop checkpoints (.pth, .pth.tar, .pt), images or folders anywhere in this window."), column);
     hint->setForegroundRole(QPalette::PlaceholderText);
     hint->setAlignment(Qt::AlignHCenter);
     hint->setWordWrap(true);

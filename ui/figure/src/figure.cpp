@@ -304,7 +304,7 @@ QByteArray renderPdf(const std::vector<FigureRow>& rows, const Layout& layout, c
     return bytes;
 }
 
-} // namespace
+}  // namespace
 
 void writeFigure(const std::vector<FigureRow>& rows, const QString& path, const FigureOptions& options)
 {
@@ -323,7 +323,8 @@ void writeFigure(const std::vector<FigureRow>& rows, const std::filesystem::path
     if (options.panelSize < 8 || options.dpi < 10 || options.dpi > 2400)
         fail(path, QStringLiteral("panel size must be at least 8 px and dpi between 10 and 2400"));
 
-    const QString suffix = QFileInfo(QFile::decodeName(QByteArray::fromStdString(file.filename().string()))).suffix().toLower();
+    const QString suffix =
+        QFileInfo(QFile::decodeName(QByteArray::fromStdString(file.filename().string()))).suffix().toLower();
     const Fonts fonts;
     const Layout layout = layoutFigure(rows, options, fonts);
     QByteArray bytes;
@@ -362,7 +363,8 @@ FigureRow explanationRow(const explain::Explanation& explanation, const QString&
         return row;
     row.panels.push_back({QStringLiteral("Image"), toQImage(explanation.image)});
     const auto draw = [&](const explain::Segmentation& s) {
-        const auto overlay = imaging::overlay(explanation.image, s.labels, explanation.prepared.mapping, style, s.colourOf);
+        const auto overlay =
+            imaging::overlay(explanation.image, s.labels, explanation.prepared.mapping, style, s.colourOf);
         row.panels.push_back({QString::fromStdString(s.caption), toQImage(overlay)});
     };
     for (int l : levels) {
@@ -388,8 +390,11 @@ FigureLegend divergingLegend(double range, const QString& unit)
     };
     const auto value = [&unit](double v) { return QString::number(v, 'g', 3) + unit; };
     FigureLegend legend;
-    legend.entries = {{colour(-1), value(-range)}, {colour(-0.5), value(-range / 2)}, {colour(0), QStringLiteral("0")},
-                      {colour(0.5), value(range / 2)}, {colour(1), value(range)}};
+    legend.entries = {{colour(-1), value(-range)},
+                      {colour(-0.5), value(-range / 2)},
+                      {colour(0), QStringLiteral("0")},
+                      {colour(0.5), value(range / 2)},
+                      {colour(1), value(range)}};
     return legend;
 }
 
@@ -400,14 +405,16 @@ FigureRow evidenceRow(const explain::Explanation& e, const explain::EvidenceRepo
     const QString what = versusName.isEmpty() ? className : QStringLiteral("%1 vs %2").arg(className, versusName);
     FigureRow row;
     row.label = label;
-    row.panels.push_back({QStringLiteral("Image · logit %1 = %2").arg(what).arg(report.maps.logit, 0, 'f', 3),
-                          toQImage(e.image)});
+    row.panels.push_back(
+        {QStringLiteral("Image · logit %1 = %2").arg(what).arg(report.maps.logit, 0, 'f', 3), toQImage(e.image)});
     const double totalRange = maxAbs(report.maps.total);
-    row.panels.push_back({QStringLiteral("Level %1 segments (±%2)").arg(e.pyramid.levelCount()).arg(totalRange, 0, 'g', 3),
-                          toQImage(imaging::divergingOverlay(e.image, report.maps.total, e.prepared.mapping, totalRange))});
+    row.panels.push_back(
+        {QStringLiteral("Level %1 segments (±%2)").arg(e.pyramid.levelCount()).arg(totalRange, 0, 'g', 3),
+         toQImage(imaging::divergingOverlay(e.image, report.maps.total, e.prepared.mapping, totalRange))});
     const double densityRange = maxAbs(report.maps.density);
-    row.panels.push_back({QStringLiteral("Density per pixel (±%1)").arg(densityRange, 0, 'g', 3),
-                          toQImage(imaging::divergingOverlay(e.image, report.maps.density, e.prepared.mapping, densityRange))});
+    row.panels.push_back(
+        {QStringLiteral("Density per pixel (±%1)").arg(densityRange, 0, 'g', 3),
+         toQImage(imaging::divergingOverlay(e.image, report.maps.density, e.prepared.mapping, densityRange))});
     // Ablation effects of the level below the last, painted per segment.
     const int level = std::max(1, e.pyramid.levelCount() - 1);
     std::vector<double> effect;
@@ -439,4 +446,4 @@ FigureRow evidenceRow(const explain::Explanation& e, const explain::EvidenceRepo
     return row;
 }
 
-} // namespace fec::figure
+}  // namespace fec::figure

@@ -18,8 +18,8 @@ namespace fec::ui {
 
 namespace {
 
-constexpr int kExportCellW = 480, kExportCellH = 340; // logical pixels per chart in exports
-constexpr int kExportScale = 2;                       // PNG pixels per logical pixel
+constexpr int kExportCellW = 480, kExportCellH = 340;  // logical pixels per chart in exports
+constexpr int kExportScale = 2;                        // PNG pixels per logical pixel
 
 // Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 const QColor kBlue(0, 114, 178), kVermillion(213, 94, 0), kGreen(0, 158, 115), kOrange(230, 159, 0);
@@ -27,7 +27,7 @@ const QColor kBlue(0, 114, 178), kVermillion(213, 94, 0), kGreen(0, 158, 115), k
 struct Chart {
     QCustomPlot* plot = nullptr;
     QCPTextElement* title = nullptr;
-    bool follow = true; // the ranges track the data until the user pans or zooms
+    bool follow = true;  // the ranges track the data until the user pans or zooms
     double keyMin = 0, keyMax = 1;
     double valueMin = std::numeric_limits<double>::infinity();
     double valueMax = -std::numeric_limits<double>::infinity();
@@ -39,7 +39,7 @@ void stylePlot(Chart& c, const QPalette& palette)
     applyChartPalette({c.plot, c.title}, palette);
 }
 
-} // namespace
+}  // namespace
 
 struct TrainingCharts::Private {
     Chart loss, accuracy, lr;
@@ -345,7 +345,8 @@ bool TrainingCharts::exportTo(const QString& path, QString* error)
     } else {
         QPdfWriter writer(&file);
         writer.setResolution(96);
-        writer.setPageSize(QPageSize(QSizeF(logical) * 72.0 / 96.0, QPageSize::Point, QString(), QPageSize::ExactMatch));
+        writer.setPageSize(
+            QPageSize(QSizeF(logical) * 72.0 / 96.0, QPageSize::Point, QString(), QPageSize::ExactMatch));
         writer.setPageMargins(QMarginsF(0, 0, 0, 0));
         writer.setTitle(tr("FEC training curves"));
         writer.setCreator(QStringLiteral("FEC Explorer"));
@@ -372,4 +373,4 @@ void TrainingCharts::changeEvent(QEvent* event)
     }
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

@@ -44,7 +44,7 @@ quint64 fileIdentity(QFile& file)
 #endif
 }
 
-} // namespace
+}  // namespace
 
 std::optional<TrainingMetric> parseMetricLine(const QByteArray& line, QString* error)
 {
@@ -70,7 +70,8 @@ std::optional<TrainingMetric> parseMetricLine(const QByteArray& line, QString* e
     else if (phase == QLatin1String("val"))
         m.phase = TrainingMetric::Phase::Val;
     else
-        return fail(phase.isEmpty() ? QStringLiteral("no \"phase\"") : QStringLiteral("unknown phase \"%1\"").arg(phase));
+        return fail(phase.isEmpty() ? QStringLiteral("no \"phase\"")
+                                    : QStringLiteral("unknown phase \"%1\"").arg(phase));
     if (!o.value(QLatin1String("step")).isDouble() || !o.value(QLatin1String("loss")).isDouble())
         return fail(QStringLiteral("no numeric \"step\" and \"loss\""));
     m.step = static_cast<qint64>(o.value(QLatin1String("step")).toDouble());
@@ -133,7 +134,8 @@ bool MetricHistory::add(const TrainingMetric& metric)
     const auto key = orderKey(metric);
     bool rewound = false;
     const auto dropFrom = [&](QVector<TrainingMetric>& list) {
-        const auto it = std::find_if(list.begin(), list.end(), [&](const TrainingMetric& m) { return orderKey(m) >= key; });
+        const auto it =
+            std::find_if(list.begin(), list.end(), [&](const TrainingMetric& m) { return orderKey(m) >= key; });
         if (it != list.end()) {
             list.erase(it, list.end());
             rewound = true;
@@ -252,4 +254,4 @@ MetricsFileTail::Update MetricsFileTail::poll()
     return update;
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

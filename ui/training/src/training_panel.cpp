@@ -80,7 +80,10 @@ QString duration(double seconds)
         return QStringLiteral("?");
     const auto s = static_cast<qint64>(std::llround(seconds));
     if (s >= 3600)
-        return QStringLiteral("%1:%2:%3").arg(s / 3600).arg((s / 60) % 60, 2, 10, QLatin1Char('0')).arg(s % 60, 2, 10, QLatin1Char('0'));
+        return QStringLiteral("%1:%2:%3")
+            .arg(s / 3600)
+            .arg((s / 60) % 60, 2, 10, QLatin1Char('0'))
+            .arg(s % 60, 2, 10, QLatin1Char('0'));
     return QStringLiteral("%1:%2").arg(s / 60).arg(s % 60, 2, 10, QLatin1Char('0'));
 }
 
@@ -94,7 +97,8 @@ QString describeData(const QString& dir)
         return QCoreApplication::translate("fec::ui::TrainingPanel", "not a folder");
     for (const char* name : {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"})
         if (d.exists(QLatin1String(name)))
-            return QCoreApplication::translate("fec::ui::TrainingPanel", "Fashion-MNIST IDX files (validation: the test split)");
+            return QCoreApplication::translate("fec::ui::TrainingPanel",
+                                               "Fashion-MNIST IDX files (validation: the test split)");
     const auto classes = [](const QDir& root) { return root.entryList(QDir::Dirs | QDir::NoDotAndDotDot).size(); };
     if (d.exists(QStringLiteral("train"))) {
         const int n = classes(QDir(d.filePath(QStringLiteral("train"))));
@@ -109,7 +113,7 @@ QString describeData(const QString& dir)
     return QCoreApplication::translate("fec::ui::TrainingPanel", "neither Fashion-MNIST IDX files nor class folders");
 }
 
-} // namespace
+}  // namespace
 
 struct TrainingPanel::Private {
     TrainingPanel* q = nullptr;
@@ -138,8 +142,8 @@ struct TrainingPanel::Private {
     QLineEdit *layers = nullptr, *dims = nullptr, *heads = nullptr, *headDims = nullptr, *mlpRatios = nullptr,
               *proposals = nullptr;
     QLineEdit* out = nullptr;
-    QSpinBox *size = nullptr, *epochs = nullptr, *maxSteps = nullptr, *batch = nullptr, *accum = nullptr, *seed = nullptr,
-             *workers = nullptr, *threads = nullptr, *logEvery = nullptr;
+    QSpinBox *size = nullptr, *epochs = nullptr, *maxSteps = nullptr, *batch = nullptr, *accum = nullptr,
+             *seed = nullptr, *workers = nullptr, *threads = nullptr, *logEvery = nullptr;
     QLineEdit *lr = nullptr, *minLr = nullptr, *warmupLr = nullptr, *warmupEpochs = nullptr, *weightDecay = nullptr,
               *clip = nullptr, *ema = nullptr, *dropPath = nullptr, *smoothing = nullptr, *mixup = nullptr,
               *cutmix = nullptr, *reprob = nullptr, *hflip = nullptr, *cropScale = nullptr, *extra = nullptr;
@@ -219,9 +223,11 @@ QWidget* TrainingPanel::Private::pathRow(QLineEdit* edit, bool folder, const QSt
     QObject::connect(edit, &QLineEdit::textChanged, q, [this] { updateForm(); });
     QObject::connect(browse, &QToolButton::clicked, q, [this, edit, folder, title] {
         const QString start = edit->text().isEmpty() && settings ? settings->value(kDirKey).toString() : edit->text();
-        const QString path = folder ? QFileDialog::getExistingDirectory(q, title, start)
-                                    : QFileDialog::getOpenFileName(q, title, start,
-                                                                   QObject::tr("Checkpoints (*.pth *.pth.tar *.pt *.tar *.ckpt);;All files (*)"));
+        const QString path =
+            folder
+                ? QFileDialog::getExistingDirectory(q, title, start)
+                : QFileDialog::getOpenFileName(
+                      q, title, start, QObject::tr("Checkpoints (*.pth *.pth.tar *.pt *.tar *.ckpt);;All files (*)"));
         if (path.isEmpty())
             return;
         edit->setText(path);
@@ -241,7 +247,8 @@ QWidget* TrainingPanel::Private::buildForm()
     auto* dataForm = new QFormLayout(dataBox);
     data = new QLineEdit;
     data->setPlaceholderText(QObject::tr("image folder or Fashion-MNIST folder"));
-    data->setToolTip(QObject::tr("ROOT/<class>/<image>, ROOT/train + ROOT/val, or a folder with the Fashion-MNIST IDX files"));
+    data->setToolTip(
+        QObject::tr("ROOT/<class>/<image>, ROOT/train + ROOT/val, or a folder with the Fashion-MNIST IDX files"));
     dataForm->addRow(QObject::tr("Training data"), pathRow(data, true, QObject::tr("Training data folder")));
     dataKind = new QLabel;
     dataKind->setWordWrap(true);
@@ -454,7 +461,8 @@ QWidget* TrainingPanel::Private::buildRuns()
         buttons->addWidget(b);
         return b;
     };
-    stopButton = button(QObject::tr("Stop"), QObject::tr("SIGTERM: the run finishes its step, writes last.pth.tar and exits"));
+    stopButton =
+        button(QObject::tr("Stop"), QObject::tr("SIGTERM: the run finishes its step, writes last.pth.tar and exits"));
     resumeButton = button(QObject::tr("Resume"), QObject::tr("fec train --resume: continue from last.pth.tar"));
     lastButton = button(QObject::tr("Open Last"), QObject::tr("Open last.pth.tar in the explorer"));
     bestButton = button(QObject::tr("Open Best"), QObject::tr("Open best.pth.tar in the explorer"));
@@ -463,7 +471,8 @@ QWidget* TrainingPanel::Private::buildRuns()
                                    "current image follows training"));
     buttons->addWidget(follow);
     buttons->addStretch();
-    openButton = button(QObject::tr("Add Run Folder…"), QObject::tr("List an existing run folder (run.json, metrics.jsonl)"));
+    openButton =
+        button(QObject::tr("Add Run Folder…"), QObject::tr("List an existing run folder (run.json, metrics.jsonl)"));
     copyButton = button(QObject::tr("Copy Settings"), QObject::tr("Put the selected run's settings into the form"));
     folderButton = button(QObject::tr("Show Folder"), QObject::tr("Open the run folder in the file manager"));
     removeButton = button(QObject::tr("Remove"), QObject::tr("Remove the run from the list (its folder stays)"));
@@ -534,8 +543,8 @@ QWidget* TrainingPanel::Private::buildRuns()
             q->probe(current, false);
     });
     QObject::connect(openButton, &QPushButton::clicked, q, [this] {
-        const QString dir = QFileDialog::getExistingDirectory(q, QObject::tr("Add run folder"),
-                                                              settings ? settings->value(kDirKey).toString() : QString());
+        const QString dir = QFileDialog::getExistingDirectory(
+            q, QObject::tr("Add run folder"), settings ? settings->value(kDirKey).toString() : QString());
         if (!dir.isEmpty())
             q->openRunFolder(dir);
     });
@@ -598,8 +607,9 @@ QString TrainingPanel::Private::suggestedOut() const
         dataName = QStringLiteral("run");
     const QString choice = startFrom->currentData().toString();
     const QString model = choice == QLatin1String(kCheckpointChoice) ? QStringLiteral("ft") : choice;
-    return QDir(root).filePath(QStringLiteral("%1-%2-%3").arg(dataName, model,
-                                                              QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmm"))));
+    return QDir(root).filePath(
+        QStringLiteral("%1-%2-%3")
+            .arg(dataName, model, QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmm"))));
 }
 
 void TrainingPanel::Private::updateActions()
@@ -655,7 +665,8 @@ void TrainingPanel::Private::updateProgress()
 void TrainingPanel::Private::saveForm() const
 {
     if (settings)
-        settings->setValue(kFormKey, QString::fromUtf8(QJsonDocument(q->spec().toJson()).toJson(QJsonDocument::Compact)));
+        settings->setValue(kFormKey,
+                           QString::fromUtf8(QJsonDocument(q->spec().toJson()).toJson(QJsonDocument::Compact)));
 }
 
 void TrainingPanel::Private::saveRuns() const
@@ -720,9 +731,8 @@ void TrainingPanel::Private::select(TrainingRun* run)
         currentConnections << QObject::connect(run, &TrainingRun::historyReset, charts, [this, run] {
             charts->setHistory(&run->history(), run->totalSteps(), run->totalEpochs());
         });
-        currentConnections << QObject::connect(run, &TrainingRun::logAppended, log, [this](const QString& text) {
-            log->appendPlainText(text);
-        });
+        currentConnections << QObject::connect(run, &TrainingRun::logAppended, log,
+                                               [this](const QString& text) { log->appendPlainText(text); });
         const int row = model->rowOf(run);
         if (table->currentIndex().row() != row)
             table->setCurrentIndex(model->index(row, 0));
@@ -973,7 +983,8 @@ TrainingRun* TrainingPanel::startRun()
             return nullptr;
         }
         QMessageBox box(QMessageBox::Question, tr("Run folder in use"),
-                        tr("%1 already holds a run.").arg(QDir::toNativeSeparators(s.out)), QMessageBox::NoButton, this);
+                        tr("%1 already holds a run.").arg(QDir::toNativeSeparators(s.out)), QMessageBox::NoButton,
+                        this);
         box.setInformativeText(tr("Start a new run there (its metrics and checkpoints are replaced), or continue the "
                                   "existing run from its last checkpoint?"));
         auto* overwrite = box.addButton(tr("Start New Run"), QMessageBox::DestructiveRole);
@@ -1042,9 +1053,12 @@ bool TrainingPanel::resumeRun(TrainingRun* run)
         return false;
     }
     // A finished run continues only when the form asks for more epochs than it had.
-    const int epochs = d->epochs->value() > run->totalEpochs() && run->status() == RunStatus::Finished ? d->epochs->value() : 0;
+    const int epochs =
+        d->epochs->value() > run->totalEpochs() && run->status() == RunStatus::Finished ? d->epochs->value() : 0;
     if (run->status() == RunStatus::Finished && epochs == 0) {
-        d->fail(tr("%1 has finished: set more epochs than its %2 in the form to continue it.").arg(run->name()).arg(run->totalEpochs()));
+        d->fail(tr("%1 has finished: set more epochs than its %2 in the form to continue it.")
+                    .arg(run->name())
+                    .arg(run->totalEpochs()));
         return false;
     }
     d->select(run);
@@ -1062,7 +1076,8 @@ bool TrainingPanel::probe(TrainingRun* run, bool best)
         return false;
     const QString path = best ? run->bestCheckpoint() : run->lastCheckpoint();
     if (path.isEmpty()) {
-        d->fail(tr("%1 has no %2 yet.").arg(run->name(), best ? QStringLiteral("best.pth.tar") : QStringLiteral("last.pth.tar")));
+        d->fail(tr("%1 has no %2 yet.")
+                    .arg(run->name(), best ? QStringLiteral("best.pth.tar") : QStringLiteral("last.pth.tar")));
         return false;
     }
     Q_EMIT openCheckpointRequested(path);
@@ -1114,9 +1129,9 @@ void TrainingPanel::stopAllAndWait(int timeoutMs)
     QTimer::singleShot(timeoutMs, &loop, &QEventLoop::quit);
     std::unique_ptr<QProgressDialog> dialog;
     if (d->interactive) {
-        dialog = std::make_unique<QProgressDialog>(tr("Stopping %n training run(s): each finishes its step and saves last.pth.tar…",
-                                                      nullptr, remaining()),
-                                                   tr("Kill Now"), 0, 0, this);
+        dialog = std::make_unique<QProgressDialog>(
+            tr("Stopping %n training run(s): each finishes its step and saves last.pth.tar…", nullptr, remaining()),
+            tr("Kill Now"), 0, 0, this);
         dialog->setWindowModality(Qt::ApplicationModal);
         dialog->setMinimumDuration(300);
         QObject::connect(dialog.get(), &QProgressDialog::canceled, &loop, &QEventLoop::quit);
@@ -1179,4 +1194,4 @@ QString TrainingPanel::lastError() const
     return d->lastError;
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

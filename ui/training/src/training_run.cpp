@@ -196,7 +196,7 @@ fec::train::TrainOptions optionsOf(const TrainingSpec& s)
     return o;
 }
 
-} // namespace
+}  // namespace
 
 TrainingSpec::TrainingSpec()
 {
@@ -208,7 +208,10 @@ QString shellCommand(const QStringList& command)
     static const QRegularExpression plain(QStringLiteral("^[A-Za-z0-9_@%+=:,./-]+$"));
     QStringList words;
     for (const auto& word : command)
-        words << (plain.match(word).hasMatch() ? word : QLatin1Char('\'') + QString(word).replace(QLatin1String("'"), QLatin1String("'\\''")) + QLatin1Char('\''));
+        words << (plain.match(word).hasMatch()
+                      ? word
+                      : QLatin1Char('\'') + QString(word).replace(QLatin1String("'"), QLatin1String("'\\''")) +
+                            QLatin1Char('\''));
     return words.join(QLatin1Char(' '));
 }
 
@@ -234,7 +237,7 @@ QString lastMeaningfulLine(const QStringList& lines)
     return {};
 }
 
-} // namespace
+}  // namespace
 
 QString TrainingSpec::validate() const
 {
@@ -251,19 +254,22 @@ QString TrainingSpec::validate() const
     if (!checkpoint.isEmpty() && !QFileInfo(checkpoint).isFile())
         return tr("The checkpoint %1 does not exist.").arg(checkpoint);
     if (checkpoint.isEmpty() && arch == QLatin1String("custom")) {
-        const QList<QPair<QString, QString>> stages = {{QStringLiteral("layers"), layers},   {QStringLiteral("dims"), dims},
-                                                       {QStringLiteral("heads"), heads},     {QStringLiteral("head dims"), headDims},
-                                                       {QStringLiteral("MLP ratios"), mlpRatios}, {QStringLiteral("proposals"), proposals}};
+        const QList<QPair<QString, QString>> stages = {
+            {QStringLiteral("layers"), layers},        {QStringLiteral("dims"), dims},
+            {QStringLiteral("heads"), heads},          {QStringLiteral("head dims"), headDims},
+            {QStringLiteral("MLP ratios"), mlpRatios}, {QStringLiteral("proposals"), proposals}};
         bool any = false;
         for (const auto& [what, text] : stages) {
             if (text.trimmed().isEmpty())
                 continue;
             any = true;
             if (!isStageList(text))
-                return tr("Custom architecture: %1 needs four comma-separated numbers, one per stage (got \"%2\").").arg(what, text);
+                return tr("Custom architecture: %1 needs four comma-separated numbers, one per stage (got \"%2\").")
+                    .arg(what, text);
         }
         if (!any)
-            return tr("Custom architecture: give at least one of layers, dims, heads, head dims, MLP ratios or proposals.");
+            return tr(
+                "Custom architecture: give at least one of layers, dims, heads, head dims, MLP ratios or proposals.");
     }
     if (size < 32 || size % 32 != 0)
         return tr("The input size must be a multiple of 32 (got %1).").arg(size);
@@ -286,7 +292,8 @@ QStringList TrainingSpec::arguments() const
     QStringList a;
     if (threads > 0)
         a << QStringLiteral("--threads") << QString::number(threads);
-    a << QStringLiteral("train") << QStringLiteral("--data") << absolute(data) << QStringLiteral("--out") << absolute(out);
+    a << QStringLiteral("train") << QStringLiteral("--data") << absolute(data) << QStringLiteral("--out")
+      << absolute(out);
     if (!val.isEmpty())
         a << QStringLiteral("--val") << absolute(val);
     if (valSplit != d.valSplit)
@@ -314,7 +321,7 @@ QStringList TrainingSpec::arguments() const
         try {
             fec::train::findTrainOption("--freeze-stages")->set(options, frozen.toStdString());
         } catch (const std::invalid_argument&) {
-            frozenParsed = false; // passed as typed below; validate() says what is wrong
+            frozenParsed = false;  // passed as typed below; validate() says what is wrong
         }
     }
     // The settings a user reads first are always spelled out; the rest only when changed.
@@ -338,7 +345,7 @@ QJsonObject TrainingSpec::toJson() const
                       std::is_same_v<T, int>)
             o.insert(QLatin1String(key), value);
         else
-            o.insert(QLatin1String(key), QString::number(value)); // 64-bit values exactly
+            o.insert(QLatin1String(key), QString::number(value));  // 64-bit values exactly
     });
     return o;
 }
@@ -398,7 +405,7 @@ TrainingSpec TrainingSpec::fromRunJson(const QJsonObject& run, const QString& di
     try {
         fec::train::optionsFromJson(QJsonDocument(o).toJson(QJsonDocument::Compact).toStdString(), options);
     } catch (const std::invalid_argument&) {
-        options = {}; // not a run.json of this format: the defaults, the data and architecture above
+        options = {};  // not a run.json of this format: the defaults, the data and architecture above
     }
     setFromOptions(s, options);
     s.checkpoint = QString::fromStdString(options.checkpoint);
@@ -484,7 +491,8 @@ TrainingRun* TrainingRun::open(const QString& dir, QString* error, QObject* pare
     const bool hasRun = folder.exists(QStringLiteral("run.json"));
     if (!folder.exists() || (!hasRun && !folder.exists(QLatin1String(kLogFile)))) {
         if (error)
-            *error = folder.exists() ? tr("%1 is not a run folder (no run.json)").arg(dir) : tr("%1 does not exist").arg(dir);
+            *error = folder.exists() ? tr("%1 is not a run folder (no run.json)").arg(dir)
+                                     : tr("%1 does not exist").arg(dir);
         return nullptr;
     }
     TrainingSpec spec;
@@ -617,8 +625,9 @@ bool TrainingRun::launch(const QString& program, const QStringList& arguments)
     m_killed = false;
     const QFileInfo exe(program);
     if (program.isEmpty() || !exe.isFile() || !exe.isExecutable()) {
-        setStatus(RunStatus::Failed, program.isEmpty() ? tr("the fec executable was not found (next to the explorer or on PATH)")
-                                                       : tr("%1 is not an executable").arg(program));
+        setStatus(RunStatus::Failed, program.isEmpty()
+                                         ? tr("the fec executable was not found (next to the explorer or on PATH)")
+                                         : tr("%1 is not an executable").arg(program));
         return false;
     }
     // Another process (a terminal's `fec train`, another explorer) owns the folder: refuse before
@@ -662,7 +671,8 @@ bool TrainingRun::launch(const QString& program, const QStringList& arguments)
     });
     connect(m_process, &QProcess::finished, this,
             [this](int code, QProcess::ExitStatus status) { onProcessFinished(code, static_cast<int>(status)); });
-    connect(m_process, &QProcess::errorOccurred, this, [this](QProcess::ProcessError e) { onProcessError(static_cast<int>(e)); });
+    connect(m_process, &QProcess::errorOccurred, this,
+            [this](QProcess::ProcessError e) { onProcessError(static_cast<int>(e)); });
     setStatus(RunStatus::Starting, tr("starting %1").arg(QFileInfo(program).fileName()));
     m_timer.start();
     m_process->start();
@@ -685,7 +695,7 @@ void TrainingRun::stop()
     }
     m_stopRequested = true;
     if (m_process)
-        m_process->terminate(); // SIGTERM
+        m_process->terminate();  // SIGTERM
 #ifdef Q_OS_UNIX
     else if (m_pid > 0)
         ::kill(static_cast<pid_t>(m_pid), SIGTERM);
@@ -749,8 +759,9 @@ void TrainingRun::onProcessFinished(int exitCode, int exitStatus)
     m_exitCode = crashed ? -1 : exitCode;
     if (crashed || exitCode != 0) {
         if (m_stopRequested && !lastCheckpoint().isEmpty()) {
-            setStatus(RunStatus::Stopped, m_killed ? tr("killed before it could save; Resume continues from the last checkpoint")
-                                                   : tr("stopped (signal); Resume continues from the last checkpoint"));
+            setStatus(RunStatus::Stopped,
+                      m_killed ? tr("killed before it could save; Resume continues from the last checkpoint")
+                               : tr("stopped (signal); Resume continues from the last checkpoint"));
             return;
         }
         const QString how = crashed ? tr("crashed (signal %1)").arg(exitCode) : tr("exit code %1").arg(exitCode);
@@ -778,7 +789,7 @@ void TrainingRun::onProcessFinished(int exitCode, int exitStatus)
 void TrainingRun::onProcessError(int error)
 {
     if (error != QProcess::FailedToStart || !m_process)
-        return; // crashes arrive through finished()
+        return;  // crashes arrive through finished()
     const QString why = m_process->errorString();
     m_timer.stop();
     m_process->deleteLater();
@@ -808,7 +819,7 @@ void TrainingRun::finishExternal()
 void TrainingRun::dropStaleFinalRecord(const QDateTime& since)
 {
     if (m_final.present && since.isValid() && !(m_final.finishedAt.isValid() && m_final.finishedAt >= since))
-        m_final = RunFinalRecord(); // an earlier session's: this process ended without one
+        m_final = RunFinalRecord();  // an earlier session's: this process ended without one
 }
 
 bool TrainingRun::applyFinalRecord()
@@ -829,7 +840,7 @@ bool TrainingRun::applyFinalRecord()
                   tr("stopped at step %1 of %2%3; Resume continues it").arg(f.steps).arg(f.totalSteps).arg(best));
     else if (f.status == QLatin1String("failed"))
         setStatus(RunStatus::Failed, tr("failed at step %1: %2").arg(f.steps).arg(f.exitReason));
-    else // a status this version does not know
+    else  // a status this version does not know
         setStatus(lastCheckpoint().isEmpty() ? RunStatus::Failed : RunStatus::Stopped,
                   tr("ended (%1): %2").arg(f.status, f.exitReason));
     return true;
@@ -992,4 +1003,4 @@ bool TrainingRun::processAlive(qint64 pid, const QString& dir)
 #endif
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

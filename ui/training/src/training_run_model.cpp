@@ -19,7 +19,10 @@ QString duration(double seconds)
         return {};
     const auto s = static_cast<qint64>(std::llround(seconds));
     if (s >= 3600)
-        return QStringLiteral("%1:%2:%3").arg(s / 3600).arg((s / 60) % 60, 2, 10, QLatin1Char('0')).arg(s % 60, 2, 10, QLatin1Char('0'));
+        return QStringLiteral("%1:%2:%3")
+            .arg(s / 3600)
+            .arg((s / 60) % 60, 2, 10, QLatin1Char('0'))
+            .arg(s % 60, 2, 10, QLatin1Char('0'));
     return QStringLiteral("%1:%2").arg(s / 60).arg(s % 60, 2, 10, QLatin1Char('0'));
 }
 
@@ -33,21 +36,21 @@ QColor statusColor(RunStatus status)
     switch (status) {
     case RunStatus::Running:
     case RunStatus::Starting:
-        return QColor(0, 114, 178); // Okabe-Ito blue
+        return QColor(0, 114, 178);  // Okabe-Ito blue
     case RunStatus::Stopping:
     case RunStatus::Stopped:
-        return QColor(230, 159, 0); // orange
+        return QColor(230, 159, 0);  // orange
     case RunStatus::Finished:
-        return QColor(0, 158, 115); // bluish green
+        return QColor(0, 158, 115);  // bluish green
     case RunStatus::Failed:
-        return QColor(213, 94, 0); // vermillion
+        return QColor(213, 94, 0);  // vermillion
     case RunStatus::New:
         break;
     }
     return {};
 }
 
-} // namespace
+}  // namespace
 
 TrainingRunModel::TrainingRunModel(QObject* parent) : QAbstractTableModel(parent) {}
 
@@ -104,7 +107,8 @@ QVariant TrainingRunModel::data(const QModelIndex& index, int role) const
         if (index.column() == Message || index.column() == Status) {
             QString tip = r->message();
             if (r->status() == RunStatus::Failed && !r->logTail().isEmpty())
-                tip += QStringLiteral("\n\n") + r->logTail().mid(std::max<qsizetype>(0, r->logTail().size() - 8)).join(QLatin1Char('\n'));
+                tip += QStringLiteral("\n\n") +
+                       r->logTail().mid(std::max<qsizetype>(0, r->logTail().size() - 8)).join(QLatin1Char('\n'));
             return tip;
         }
         return {};
@@ -113,7 +117,8 @@ QVariant TrainingRunModel::data(const QModelIndex& index, int role) const
         const QColor c = statusColor(r->status());
         return c.isValid() ? QVariant(QBrush(c)) : QVariant();
     }
-    if (role == Qt::TextAlignmentRole && index.column() != Name && index.column() != Status && index.column() != Message)
+    if (role == Qt::TextAlignmentRole && index.column() != Name && index.column() != Status &&
+        index.column() != Message)
         return QVariant(Qt::AlignRight | Qt::AlignVCenter);
     if (role != Qt::DisplayRole)
         return {};
@@ -132,7 +137,8 @@ QVariant TrainingRunModel::data(const QModelIndex& index, int role) const
         const int epoch = h.lastEpoch();
         if (epoch < 0)
             return {};
-        return r->totalEpochs() > 0 ? QStringLiteral("%1/%2").arg(epoch + 1).arg(r->totalEpochs()) : QString::number(epoch + 1);
+        return r->totalEpochs() > 0 ? QStringLiteral("%1/%2").arg(epoch + 1).arg(r->totalEpochs())
+                                    : QString::number(epoch + 1);
     }
     case Step: {
         if (h.isEmpty())
@@ -197,7 +203,8 @@ TrainingRun* TrainingRunModel::findByDir(const QString& dir) const
     const QString canonical = wanted.canonicalFilePath();
     for (auto* r : m_runs) {
         const QFileInfo have(r->dir());
-        if ((!canonical.isEmpty() && have.canonicalFilePath() == canonical) || have.absoluteFilePath() == wanted.absoluteFilePath())
+        if ((!canonical.isEmpty() && have.canonicalFilePath() == canonical) ||
+            have.absoluteFilePath() == wanted.absoluteFilePath())
             return r;
     }
     return nullptr;
@@ -218,4 +225,4 @@ void TrainingRunModel::runChanged(TrainingRun* run)
         Q_EMIT dataChanged(index(row, 0), index(row, ColumnCount - 1));
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

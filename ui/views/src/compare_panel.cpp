@@ -50,7 +50,7 @@ QString kindName(ComparePanel::Source::Kind kind)
     return {};
 }
 
-} // namespace
+}  // namespace
 
 ComparePanel::ComparePanel(SelectionModel* selection, QWidget* parent) : QWidget(parent), m_selection(selection)
 {
@@ -235,7 +235,7 @@ int ComparePanel::bestColumns() const
     for (int columns : candidates) {
         const int rows = (m_count + columns - 1) / columns;
         if ((m_count + rows - 1) / rows != columns)
-            continue; // fewer columns hold the panes in as many rows
+            continue;  // fewer columns hold the panes in as many rows
         const int paneW = (width - (columns - 1) * spacing) / columns;
         const int paneH = (height - (rows - 1) * spacing) / rows;
         int controlsH = 0;
@@ -604,4 +604,4 @@ void ComparePanel::updateHighlights()
         m_panes[i]->view->setHighlight(h);
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

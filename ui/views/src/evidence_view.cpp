@@ -442,8 +442,9 @@ void EvidenceView::recompute()
                 m_values[static_cast<size_t>(lv.nonEmpty[i])] = col.data_ptr<double>()[i];
             const at::Tensor labels = r.pyramid.pixelLabels(m_level).to(at::kLong);
             const at::Tensor byCompact = col.to(at::kFloat);
-            m_shownMap = at::where(labels >= 0, byCompact.index_select(0, labels.clamp_min(0).flatten()).view_as(labels),
-                                   at::zeros({}, at::kFloat));
+            m_shownMap =
+                at::where(labels >= 0, byCompact.index_select(0, labels.clamp_min(0).flatten()).view_as(labels),
+                          at::zeros({}, at::kFloat));
         } else if (!m_effectsPending) {
             requestEffects();
         }
@@ -501,9 +502,10 @@ void EvidenceView::updateSummary()
         return;
     }
     const QString target = m_classCombo->itemText(static_cast<int>(m_target));
-    const QString what = m_versus >= 0
-                             ? tr("Logit difference ‘%1’ − ‘%2’").arg(target, m_versusCombo->itemText(static_cast<int>(m_versus + 1)))
-                             : tr("Logit of ‘%1’").arg(target);
+    const QString what =
+        m_versus >= 0
+            ? tr("Logit difference ‘%1’ − ‘%2’").arg(target, m_versusCombo->itemText(static_cast<int>(m_versus + 1)))
+            : tr("Logit of ‘%1’").arg(target);
     const double located = m_maps.logit - m_maps.bias - m_maps.unlocated;
     QString text = tr("%1: %2 = bias %3").arg(what, number(m_maps.logit), number(m_maps.bias)) +
                    term(segmentCount(static_cast<int>(m_order.size())), located) +
@@ -516,7 +518,8 @@ void EvidenceView::updateSummary()
         if (!m_effectsError.isEmpty())
             text += tr("\nLevel %1: the ablation effects could not be computed: %2").arg(m_level).arg(m_effectsError);
         else if (m_values.empty())
-            text += tr("\nLevel %1: computing the effect of removing each of its %2…").arg(m_level).arg(segmentCount(n));
+            text +=
+                tr("\nLevel %1: computing the effect of removing each of its %2…").arg(m_level).arg(segmentCount(n));
         else
             text += tr("\nLevel %1: each bar is the effect of removing one of its %2 (logit before minus after; the "
                        "segment is replaced by the mean of the level's segments)")
@@ -534,9 +537,10 @@ void EvidenceView::updateSummary()
         return;
     }
     if (m_intervened.empty() && !m_keepOnly) {
-        m_interventionLabel->setText(m_interveneCheck->isChecked()
-                                         ? tr("Click segments to remove them (replaced by the mean of the image's segments).")
-                                         : QString());
+        m_interventionLabel->setText(
+            m_interveneCheck->isChecked()
+                ? tr("Click segments to remove them (replaced by the mean of the image's segments).")
+                : QString());
         return;
     }
     const QString count = segmentCount(static_cast<int>(m_intervened.size()));
@@ -641,8 +645,9 @@ void EvidenceView::render()
                                .arg(lv.nonEmpty.size())
                                .arg(m_level == r.pyramid.levelCount() ? tr("evidence for") : tr("ablation effects on"))
                                .arg(m_classCombo->itemText(static_cast<int>(m_target)))
-                               .arg(m_versus >= 0 ? tr(" vs ‘%1’").arg(m_versusCombo->itemText(static_cast<int>(m_versus + 1)))
-                                                  : QString()));
+                               .arg(m_versus >= 0
+                                        ? tr(" vs ‘%1’").arg(m_versusCombo->itemText(static_cast<int>(m_versus + 1)))
+                                        : QString()));
     }
     m_renderedId = r.requestId;
     Q_EMIT rendered();
@@ -828,7 +833,12 @@ void EvidenceView::requestEffects()
                     throw std::runtime_error("cancelled");
                 if (done++ > 0 && self)
                     QMetaObject::invokeMethod(
-                        self.data(), [self, done] { if (self) self->m_progress->setValue(done - 1); }, Qt::QueuedConnection);
+                        self.data(),
+                        [self, done] {
+                            if (self)
+                                self->m_progress->setValue(done - 1);
+                        },
+                        Qt::QueuedConnection);
             });
         } catch (const c10::Error& e) {
             error = QString::fromStdString(e.what_without_backtrace());

@@ -94,7 +94,7 @@ void writeView(const QImage& view, const QString& path, int dpi)
         fail(path, QStringLiteral("cannot write: ") + file.errorString());
 }
 
-} // namespace
+}  // namespace
 
 std::vector<int> ExportDialog::parseKs(const QString& text, int maxK, QString* error)
 {
@@ -253,7 +253,7 @@ struct ExportDialog::Private {
     QCheckBox* data = nullptr;
     QLabel* error = nullptr;
     QPushButton* exportButton = nullptr;
-    QString confirmedPath; // chosen in a file dialog, which already asked about overwriting
+    QString confirmedPath;  // chosen in a file dialog, which already asked about overwriting
     int maxK = 0;
 };
 
@@ -470,9 +470,9 @@ void ExportDialog::accept()
     }
     progress.close();
     if (written.isEmpty())
-        return; // cancelled: keep the dialog open
+        return;  // cancelled: keep the dialog open
     QSettings().setValue(QStringLiteral("export/lastFolder"), QFileInfo(r.path).absolutePath());
     QDialog::accept();
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

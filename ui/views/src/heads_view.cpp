@@ -226,7 +226,7 @@ private:
     int m_heads = 0;
 };
 
-} // namespace
+}  // namespace
 
 struct HeadsView::Private {
     ExplainResultPtr result;
@@ -513,4 +513,4 @@ double HeadsView::meanAgreement(int head) const
                                                                  : std::numeric_limits<double>::quiet_NaN();
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

@@ -175,7 +175,11 @@ QVariant HierarchyModel::data(const QModelIndex& index, int role) const
         if (role == Qt::DisplayRole)
             return QStringLiteral("%1,%2 – %3,%4").arg(n.x0).arg(n.y0).arg(n.x1).arg(n.y1);
         if (role == Qt::ToolTipRole)
-            return tr("x %1 to %2, y %3 to %4 (model-input pixels, end exclusive)").arg(n.x0).arg(n.x1).arg(n.y0).arg(n.y1);
+            return tr("x %1 to %2, y %3 to %4 (model-input pixels, end exclusive)")
+                .arg(n.x0)
+                .arg(n.x1)
+                .arg(n.y0)
+                .arg(n.y1);
         if (role == SortRole)
             return qlonglong(n.x1 - n.x0) * (n.y1 - n.y0);
         break;

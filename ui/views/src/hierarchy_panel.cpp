@@ -46,17 +46,16 @@ HierarchyPanel::HierarchyPanel(SelectionModel* selection, QWidget* parent) : QWi
     splitter->setStretchFactor(1, 1);
     splitter->setSizes({420, 900});
 
-    connect(m_tree->selectionModel(), &QItemSelectionModel::currentChanged, this,
-            [this](const QModelIndex& current) {
-                if (m_syncing || !m_selection)
-                    return;
-                const int node = m_model->nodeOf(current);
-                m_syncing = true;
-                if (node >= 0 && m_model->result())
-                    m_panel->setLevel(m_model->result()->pyramid.nodes[node].level);
-                m_selection->setSelectedNode(node);
-                m_syncing = false;
-            });
+    connect(m_tree->selectionModel(), &QItemSelectionModel::currentChanged, this, [this](const QModelIndex& current) {
+        if (m_syncing || !m_selection)
+            return;
+        const int node = m_model->nodeOf(current);
+        m_syncing = true;
+        if (node >= 0 && m_model->result())
+            m_panel->setLevel(m_model->result()->pyramid.nodes[node].level);
+        m_selection->setSelectedNode(node);
+        m_syncing = false;
+    });
     if (selection)
         connect(selection, &SelectionModel::selectedNodeChanged, this, &HierarchyPanel::onSelectedNodeChanged);
 }
@@ -73,10 +72,11 @@ void HierarchyPanel::setResult(ExplainResultPtr result)
         QStringList parts;
         for (const auto& lv : p.levels)
             parts << tr("L%1: %2").arg(lv.level).arg(lv.nonEmpty.size());
-        m_summary->setText(tr("<b>%1 segments</b> in %2 levels (%3). Select a row to light the segment up in every view.")
-                               .arg(p.nodes.size())
-                               .arg(p.levelCount())
-                               .arg(parts.join(QStringLiteral(", "))));
+        m_summary->setText(
+            tr("<b>%1 segments</b> in %2 levels (%3). Select a row to light the segment up in every view.")
+                .arg(p.nodes.size())
+                .arg(p.levelCount())
+                .arg(parts.join(QStringLiteral(", "))));
     } else {
         m_summary->setText(tr("No result yet."));
     }
@@ -92,7 +92,8 @@ void HierarchyPanel::onSelectedNodeChanged(int node)
     m_syncing = true;
     const QModelIndex index = m_model->indexOfNode(node);
     if (index.isValid()) {
-        m_tree->selectionModel()->setCurrentIndex(index, QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
+        m_tree->selectionModel()->setCurrentIndex(index,
+                                                  QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
         m_tree->scrollTo(index);
         if (m_model->result())
             m_panel->setLevel(m_model->result()->pyramid.nodes[node].level);

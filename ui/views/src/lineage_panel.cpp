@@ -147,7 +147,9 @@ void LineagePanel::showPixel(QPoint pixel)
             const auto& lv = p.levels[step.level - 1];
             item->setIcon(ClusterCol, swatchIcon(lv.compact[step.cluster]));
             item->setText(ClusterCol, QStringLiteral("#%1").arg(step.cluster));
-            item->setToolTip(ClusterCol, tr("Cluster %1 of level %2 (hierarchy node %3)").arg(step.cluster).arg(step.level).arg(step.node));
+            item->setToolTip(
+                ClusterCol,
+                tr("Cluster %1 of level %2 (hierarchy node %3)").arg(step.cluster).arg(step.level).arg(step.node));
             item->setText(GridCol, QStringLiteral("%1,%2").arg(n.gridRow).arg(n.gridCol));
             item->setText(SizeCol, QString::number(n.blocks));
             chain << QStringLiteral("L%1 #%2").arg(step.level).arg(step.cluster);
@@ -174,9 +176,10 @@ void LineagePanel::showNode(int node)
     if (node < 0 || node >= static_cast<int>(p.nodes.size()))
         return;
     const auto& selected = p.nodes[node];
-    m_header->setText(tr("<b>Segment L%1 #%2</b> and its ancestors (mean similarity and margin over the segment's blocks)")
-                          .arg(selected.level)
-                          .arg(selected.cluster));
+    m_header->setText(
+        tr("<b>Segment L%1 #%2</b> and its ancestors (mean similarity and margin over the segment's blocks)")
+            .arg(selected.level)
+            .arg(selected.cluster));
     QStringList chain;
     for (int id = node; id >= 0; id = p.nodes[id].parent) {
         const auto& n = p.nodes[id];
@@ -197,7 +200,8 @@ void LineagePanel::showNode(int node)
         item->setText(LevelCol, QString::number(n.level));
         item->setIcon(ClusterCol, swatchIcon(p.levels[n.level - 1].compact[n.cluster]));
         item->setText(ClusterCol, QStringLiteral("#%1").arg(n.cluster));
-        item->setToolTip(ClusterCol, tr("Cluster %1 of level %2 (hierarchy node %3)").arg(n.cluster).arg(n.level).arg(id));
+        item->setToolTip(ClusterCol,
+                         tr("Cluster %1 of level %2 (hierarchy node %3)").arg(n.cluster).arg(n.level).arg(id));
         item->setText(GridCol, QStringLiteral("%1,%2").arg(n.gridRow).arg(n.gridCol));
         item->setText(SizeCol, QString::number(n.blocks));
         item->setText(SimilarityCol, QString::number(sim, 'f', 3));

@@ -57,4 +57,4 @@ imaging::OverlayStyle PanelToolbar::overlayStyle(int modeIndex, double opacity, 
     return style;
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

@@ -47,4 +47,4 @@ private:
     FlowLayout* m_flow = nullptr;
 };
 
-} // namespace fec::ui
+}  // namespace fec::ui

@@ -45,8 +45,8 @@ namespace fec::ui {
 
 namespace {
 
-constexpr int kClickSlop = 4;         // logical pixels a click may move and stay a click
-constexpr double kNodePickRadius = 7; // logical pixels around a centroid that select its node
+constexpr int kClickSlop = 4;          // logical pixels a click may move and stay a click
+constexpr double kNodePickRadius = 7;  // logical pixels around a centroid that select its node
 
 // RGB(A) cv::Mat -> image data with rows flipped (VTK's origin is bottom-left).
 vtkSmartPointer<vtkImageData> toImageData(const cv::Mat& rgb, int components)
@@ -109,7 +109,7 @@ vtkSmartPointer<vtkActor> actorFor(vtkPolyData* poly)
     return actor;
 }
 
-} // namespace
+}  // namespace
 
 struct Pyramid3DView::Private {
     Pyramid3DView* q = nullptr;
@@ -126,16 +126,16 @@ struct Pyramid3DView::Private {
 
     bool initialized = false;
     bool sceneDirty = true, highlightDirty = true, rendered = false, cameraPlaced = false;
-    int sceneInput = 0, sceneLevels = 0; // geometry the camera was placed for
+    int sceneInput = 0, sceneLevels = 0;  // geometry the camera was placed for
     double frameMs = 0;
 
     // Scene: planes[0] is the image, planes[l] level l; level textures are rewritten on selection.
     std::vector<vtkSmartPointer<vtkActor>> planes;
     std::vector<vtkSmartPointer<vtkImageData>> levelTextures;
-    std::vector<cv::Mat> levelColours;                    // colourised block labels per level (RGB)
-    std::vector<vtkSmartPointer<vtkActor>> dynamicActors; // nodes and links, rebuilt on selection
+    std::vector<cv::Mat> levelColours;                     // colourised block labels per level (RGB)
+    std::vector<vtkSmartPointer<vtkActor>> dynamicActors;  // nodes and links, rebuilt on selection
     std::vector<vtkSmartPointer<vtkProp>> labels;
-    std::vector<int> planeOrder; // the order the planes were last added to the renderer in
+    std::vector<int> planeOrder;  // the order the planes were last added to the renderer in
 
     // Mouse.
     QPointF pressPos;
@@ -805,4 +805,4 @@ void Pyramid3DView::leaveEvent(QEvent* event)
     QOpenGLWidget::leaveEvent(event);
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

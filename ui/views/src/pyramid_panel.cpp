@@ -189,7 +189,7 @@ void PyramidPanel::setK(int k)
     if (k == m_k && m_kmeans)
         return;
     m_k = k;
-    m_kmeans = true; // without a result (or K-means) yet this is the intent, honoured when possible
+    m_kmeans = true;  // without a result (or K-means) yet this is the intent, honoured when possible
     syncControls();
     render();
     Q_EMIT kChanged(k);
@@ -305,4 +305,4 @@ void PyramidPanel::updateHighlight()
     m_view->setHighlight(makeHighlight(m_result->pyramid, m_selection->selectedNode(), m_selection->hoveredNode()));
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

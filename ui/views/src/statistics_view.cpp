@@ -28,8 +28,8 @@ int Histogram::total() const
 namespace {
 
 constexpr int kColumns = 2;
-constexpr int kExportCellW = 560, kExportCellH = 360; // logical pixels per plot in exports
-constexpr int kExportScale = 2;                       // PNG pixels per logical pixel
+constexpr int kExportCellW = 560, kExportCellH = 360;  // logical pixels per plot in exports
+constexpr int kExportScale = 2;                        // PNG pixels per logical pixel
 
 // Linear bins from 0 (or the smallest value) to the largest value.
 Histogram linearHistogram(const std::vector<double>& values, int bins)
@@ -77,7 +77,7 @@ void fill(Histogram& h, const std::vector<double>& values)
 struct PlotInfo {
     QCustomPlot* plot = nullptr;
     QCPTextElement* title = nullptr;
-    QCPRange keyRange, valueRange; // the "home" view, restored by a double click
+    QCPRange keyRange, valueRange;  // the "home" view, restored by a double click
     bool hasData = false;
 };
 
@@ -104,7 +104,7 @@ void stylePlot(const PlotInfo& info, const QPalette& palette)
             label->setColor(text);
 }
 
-} // namespace
+}  // namespace
 
 struct StatisticsView::Private {
     ExplainResultPtr result;
@@ -152,7 +152,7 @@ struct StatisticsView::Private {
         graph->setLineStyle(QCPGraph::lsStepLeft);
         QVector<double> keys(h.edges.begin(), h.edges.end());
         QVector<double> values(h.counts.begin(), h.counts.end());
-        values.push_back(h.counts.back()); // closes the last step
+        values.push_back(h.counts.back());  // closes the last step
         graph->setData(keys, values, true);
         graph->setName(title);
         const double pad = (h.edges.back() - h.edges.front()) * 0.03;
@@ -447,4 +447,4 @@ void StatisticsView::changeEvent(QEvent* event)
     }
 }
 
-} // namespace fec::ui
+}  // namespace fec::ui

@@ -49,4 +49,4 @@ QColor textOn(const QColor& background)
     return y > 0.45 ? QColor(20, 20, 20) : QColor(245, 245, 245);
 }
 
-} // namespace fec::ui::style
+}  // namespace fec::ui::style

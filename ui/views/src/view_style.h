@@ -19,4 +19,4 @@ QColor sequential(double t);
 /// Black or white, whichever reads better on `background`.
 QColor textOn(const QColor& background);
 
-} // namespace fec::ui::style
+}  // namespace fec::ui::style

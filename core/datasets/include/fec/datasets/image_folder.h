@@ -58,4 +58,4 @@ private:
     mutable std::vector<std::string> m_badOrder;
 };
 
-} // namespace fec::datasets
+}  // namespace fec::datasets

@@ -27,7 +27,7 @@ struct ExplainOptions {
     std::string preprocess;  ///< "squash" or "crop"; empty: preprocessFor(checkpoint)
     bool blocks = true;      ///< also trace every ClusterBlock (encoding heads, partitions)
     imaging::MergeFeatures features = imaging::MergeFeatures::KeyCentres;
-    int topK = 5;            ///< classes kept in Explanation::top
+    int topK = 5;  ///< classes kept in Explanation::top
 };
 
 /// One image under one model.
@@ -36,15 +36,15 @@ struct Explanation {
     imaging::PreparedImage prepared;  ///< model input (S x S) and the mapping back to the image
     int size = 0;                     ///< S
     imaging::Preprocess preprocess = imaging::Preprocess::Squash;
-    Trace trace;                      ///< pools (and blocks when asked), CPU tensors
+    Trace trace;  ///< pools (and blocks when asked), CPU tensors
     SegmentPyramid pyramid;
     std::vector<EncodingPartition> partitions;  ///< one per ClusterBlock when blocks were traced
     /// K-means of the last level; null when the last pool has no features. Not thread-safe.
     std::shared_ptr<imaging::ClusterMerger> merger;
-    std::vector<ClassScore> top;      ///< most probable classes; empty for a backbone
-    Evidence evidence;                ///< exact split of the logits; undefined tensors for a backbone
-    double inferenceMs = 0;           ///< traced forward
-    double analysisMs = 0;            ///< pyramid + partitions + merger set-up + top classes
+    std::vector<ClassScore> top;  ///< most probable classes; empty for a backbone
+    Evidence evidence;            ///< exact split of the logits; undefined tensors for a backbone
+    double inferenceMs = 0;       ///< traced forward
+    double analysisMs = 0;        ///< pyramid + partitions + merger set-up + top classes
 };
 
 /// Called between stages; throws (any exception) to stop the run.

@@ -35,13 +35,13 @@ constexpr int kSaliencyMethodCount = 6;
 std::string saliencyMethodName(SaliencyMethod method);
 
 struct FaithfulnessOptions {
-    int steps = 32;           ///< deletion / insertion: equal steps from 0 to every pixel
-    int64_t pixelsPerStep = 0;///< > 0: this many pixels per step instead of `steps`
-    bool road = true;         ///< run ROAD (percentiles 10..90)
-    double roadNoise = 0.01;  ///< std of the noise added to imputed (normalised) values
-    int randomSeeds = 5;      ///< random orders averaged for the Random method
-    int batch = 48;           ///< images per forward
-    uint64_t seed = 0;        ///< random orders, tie-breaking and ROAD noise
+    int steps = 32;             ///< deletion / insertion: equal steps from 0 to every pixel
+    int64_t pixelsPerStep = 0;  ///< > 0: this many pixels per step instead of `steps`
+    bool road = true;           ///< run ROAD (percentiles 10..90)
+    double roadNoise = 0.01;    ///< std of the noise added to imputed (normalised) values
+    int randomSeeds = 5;        ///< random orders averaged for the Random method
+    int batch = 48;             ///< images per forward
+    uint64_t seed = 0;          ///< random orders, tie-breaking and ROAD noise
 };
 
 /// Area under y(x) by the trapezoid rule; x ascending. Fewer than two points: 0.
@@ -61,8 +61,7 @@ at::Tensor gaussianBlur(const at::Tensor& image, int kernel, double sigma);
 /// image becomes the weighted mean of its 8 neighbours (edges 1/6, diagonals 1/12, removed
 /// neighbours unknown too), all solved jointly (conjugate gradients on the symmetric system),
 /// plus Gaussian noise of std `noiseStd` (0: none). Returns a new float32 [C, H, W] tensor.
-at::Tensor imputeRemoved(const at::Tensor& image, const std::vector<uint8_t>& removed, double noiseStd,
-                         uint64_t seed);
+at::Tensor imputeRemoved(const at::Tensor& image, const std::vector<uint8_t>& removed, double noiseStd, uint64_t seed);
 
 /// One probability curve: x = fraction of pixels removed / revealed, y = probability of the class.
 struct Curve {

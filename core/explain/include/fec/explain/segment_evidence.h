@@ -24,10 +24,10 @@ int64_t parseClass(const std::string& text, const std::vector<std::string>& name
 
 /// One segment of one level with its evidence.
 struct SegmentEvidence {
-    int level = 0;             ///< 1..L
-    int32_t segment = 0;       ///< raw position id on the level's grid (the ablated position)
-    int node = -1;             ///< hierarchy node (SegmentPyramid::nodes)
-    int64_t pixels = 0;        ///< model-input pixels
+    int level = 0;                       ///< 1..L
+    int32_t segment = 0;                 ///< raw position id on the level's grid (the ablated position)
+    int node = -1;                       ///< hierarchy node (SegmentPyramid::nodes)
+    int64_t pixels = 0;                  ///< model-input pixels
     int x0 = 0, y0 = 0, x1 = 0, y1 = 0;  ///< bounding box in model-input pixels, [x0, x1) x [y0, y1)
     /// Last level: the exact term of the logit split. Lower levels: the evidence density summed
     /// over the segment's pixels (its share of its final segments' terms).
@@ -38,14 +38,14 @@ struct SegmentEvidence {
 };
 
 struct EvidenceOptions {
-    int64_t target = 0;          ///< class index
-    int64_t versus = -1;         ///< contrast class, or -1
-    bool ablation = true;        ///< compute every segment's effect (batched forwards per level)
+    int64_t target = 0;    ///< class index
+    int64_t versus = -1;   ///< contrast class, or -1
+    bool ablation = true;  ///< compute every segment's effect (batched forwards per level)
     AblationOptions ablationOptions;
 };
 
 struct EvidenceReport {
-    EvidenceMaps maps;           ///< at model-input resolution
+    EvidenceMaps maps;  ///< at model-input resolution
     /// Evidence density at the image's own resolution (imageHeight x imageWidth CV_32F): the model
     /// input's density divided by the image pixels each model pixel covers, so that both sum to
     /// the located evidence (up to the nearest-neighbour sampling); 0 outside a crop.

@@ -25,14 +25,14 @@ std::string preprocessName(Preprocess mode);
 /// x = offsetX + u * scaleX, y = offsetY + v * scaleY.
 struct InputMapping {
     double scaleX = 1, scaleY = 1, offsetX = 0, offsetY = 0;
-    int inputSize = 0;                 ///< S
+    int inputSize = 0;  ///< S
     int imageWidth = 0, imageHeight = 0;
 };
 
 /// A prepared input: the S x S RGB picture the model sees and its normalised tensor.
 struct PreparedImage {
-    cv::Mat rgb;         ///< S x S, CV_8UC3
-    at::Tensor tensor;   ///< [3, S, S] float32, ImageNet mean/std normalised
+    cv::Mat rgb;        ///< S x S, CV_8UC3
+    at::Tensor tensor;  ///< [3, S, S] float32, ImageNet mean/std normalised
     InputMapping mapping;
 };
 

@@ -16,8 +16,8 @@ namespace fec::imaging {
 
 /// Which per-cluster features K-means sees.
 enum class MergeFeatures {
-    KeyCentres,      ///< pooled key centres (Kc) of the last ClusterPool: the authors' figures
-    Representatives, ///< representatives (R) of the last ClusterPool: the paper's text
+    KeyCentres,       ///< pooled key centres (Kc) of the last ClusterPool: the authors' figures
+    Representatives,  ///< representatives (R) of the last ClusterPool: the paper's text
 };
 
 /// One merge of the final level's non-empty clusters into k groups.
@@ -71,7 +71,7 @@ private:
     std::vector<int> inheritColours(const std::vector<int>& groupOfCluster, int k) const;
 
     cv::Mat m_features;
-    std::vector<int32_t> m_blockCluster; // compact final-level label of every block
+    std::vector<int32_t> m_blockCluster;  // compact final-level label of every block
     std::vector<int64_t> m_clusterPixels;
     int64_t m_blockH = 0, m_blockW = 0;
     int m_blockSize = 1;
@@ -80,4 +80,4 @@ private:
     std::map<int, KMeansMerge> m_merges;
 };
 
-} // namespace fec::imaging
+}  // namespace fec::imaging

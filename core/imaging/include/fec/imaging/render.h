@@ -27,11 +27,11 @@ cv::Vec3b paletteColour(int index);
 struct OverlayStyle {
     enum class Mode { Fill, Outline, Both };
     Mode mode = Mode::Both;
-    double opacity = 0.45; ///< fill weight in [0, 1]; 1 paints the palette colour exactly
+    double opacity = 0.45;  ///< fill weight in [0, 1]; 1 paints the palette colour exactly
     /// Median filter of the label map for display only, in label-map pixels (0 = off, else odd).
     /// Kernels above 5 apply only when the labels fit in 8 bits (at most 255 labels); otherwise 5.
     int medianKernel = 0;
-    int outlineThickness = 1; ///< outline width in image pixels
+    int outlineThickness = 1;  ///< outline width in image pixels
     cv::Vec3b outlineColour{255, 255, 255};
 };
 
@@ -87,4 +87,4 @@ cv::Mat divergingOverlay(const cv::Mat& imageRgb, const at::Tensor& values, cons
 /// Throws std::runtime_error naming the file.
 void writeImageAtomic(const std::string& path, const cv::Mat& rgbOr16bit);
 
-} // namespace fec::imaging
+}  // namespace fec::imaging

@@ -19,14 +19,14 @@ inline constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
 
 /// Per-sample training augmentation.
 struct AugmentOptions {
-    int size = 224;                                    ///< output side S
-    bool randomCrop = true;                            ///< random resized crop; false: resize the whole image to S x S
-    double scaleMin = 0.08, scaleMax = 1.0;            ///< crop area as a fraction of the image
-    double ratioMin = 3.0 / 4.0, ratioMax = 4.0 / 3.0; ///< crop aspect ratio (w / h), log-uniform
-    double hflip = 0.5;                                ///< probability of a horizontal flip
-    double eraseProb = 0.0;                            ///< random erasing probability (timm "pixel" mode, one box)
-    double eraseAreaMin = 0.02, eraseAreaMax = 1.0 / 3.0; ///< erased area fraction
-    double eraseRatioMin = 0.3;                           ///< erased box aspect ratio in [min, 1 / min], log-uniform
+    int size = 224;                                     ///< output side S
+    bool randomCrop = true;                             ///< random resized crop; false: resize the whole image to S x S
+    double scaleMin = 0.08, scaleMax = 1.0;             ///< crop area as a fraction of the image
+    double ratioMin = 3.0 / 4.0, ratioMax = 4.0 / 3.0;  ///< crop aspect ratio (w / h), log-uniform
+    double hflip = 0.5;                                 ///< probability of a horizontal flip
+    double eraseProb = 0.0;                             ///< random erasing probability (timm "pixel" mode, one box)
+    double eraseAreaMin = 0.02, eraseAreaMax = 1.0 / 3.0;  ///< erased area fraction
+    double eraseRatioMin = 0.3;                            ///< erased box aspect ratio in [min, 1 / min], log-uniform
 };
 
 /// A crop box in source pixels (floating point, like PIL's resize box).
@@ -54,8 +54,8 @@ at::Tensor trainTransform(const at::Tensor& image, const AugmentOptions& options
 
 /// How evaluation prepares an image.
 enum class EvalResize {
-    Squash, ///< resize the whole image to S x S (bilinear)
-    Crop,   ///< shorter side to floor(S / 0.9) (bicubic), centre crop S x S (the authors' evaluation)
+    Squash,  ///< resize the whole image to S x S (bilinear)
+    Crop,    ///< shorter side to floor(S / 0.9) (bicubic), centre crop S x S (the authors' evaluation)
 };
 /// Parses "squash" / "crop"; throws std::invalid_argument.
 EvalResize parseEvalResize(const std::string& text);
@@ -66,11 +66,11 @@ at::Tensor evalTransform(const at::Tensor& image, int size, EvalResize mode);
 
 /// Batch-level mixing (timm's Mixup with mode "batch").
 struct MixOptions {
-    double mixupAlpha = 0.0;  ///< > 0 enables MixUp with lambda ~ Beta(alpha, alpha)
-    double cutmixAlpha = 0.0; ///< > 0 enables CutMix
-    double prob = 1.0;        ///< probability of mixing a batch at all
-    double switchProb = 0.5;  ///< with both enabled: probability of CutMix
-    double smoothing = 0.1;   ///< label smoothing of the targets
+    double mixupAlpha = 0.0;   ///< > 0 enables MixUp with lambda ~ Beta(alpha, alpha)
+    double cutmixAlpha = 0.0;  ///< > 0 enables CutMix
+    double prob = 1.0;         ///< probability of mixing a batch at all
+    double switchProb = 0.5;   ///< with both enabled: probability of CutMix
+    double smoothing = 0.1;    ///< label smoothing of the targets
 };
 
 /// Soft targets [B, classes]: one-hot smoothed (smoothing / classes off, 1 - smoothing + that on).
@@ -82,4 +82,4 @@ at::Tensor smoothOneHot(const at::Tensor& labels, int64_t classes, double smooth
 at::Tensor mixBatch(at::Tensor& images, const at::Tensor& labels, int64_t classes, const MixOptions& options,
                     uint64_t seed, bool* mixed = nullptr);
 
-} // namespace fec::train
+}  // namespace fec::train

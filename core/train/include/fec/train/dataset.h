@@ -22,8 +22,8 @@ public:
 
 /// One labelled image.
 struct Sample {
-    at::Tensor image;  ///< [H, W, C] uint8 (C = 1 or 3), or float in [0, 1]; CPU, contiguous
-    int64_t label = 0; ///< class index in [0, classNames().size())
+    at::Tensor image;   ///< [H, W, C] uint8 (C = 1 or 3), or float in [0, 1]; CPU, contiguous
+    int64_t label = 0;  ///< class index in [0, classNames().size())
 };
 
 /// A read-only, indexable collection of labelled images. get() and label() must be safe to call
@@ -50,7 +50,7 @@ using DatasetPtr = std::shared_ptr<const Dataset>;
 /// The contents of an IDX file (the MNIST family's format).
 struct IdxArray {
     std::vector<int64_t> dims;
-    std::vector<uint8_t> data; ///< product(dims) bytes when the element type is uint8
+    std::vector<uint8_t> data;  ///< product(dims) bytes when the element type is uint8
 };
 
 /// Reads an IDX file, gzip-compressed (".gz") or raw, with unsigned-byte elements. `maxItems` > 0
@@ -85,7 +85,7 @@ private:
     std::string m_folder;
     Split m_split;
     int64_t m_count = 0, m_rows = 0, m_cols = 0;
-    at::Tensor m_images; ///< [N, rows, cols, 1] uint8
+    at::Tensor m_images;  ///< [N, rows, cols, 1] uint8
     std::vector<uint8_t> m_labels;
 };
 
@@ -116,4 +116,4 @@ std::pair<DatasetPtr, DatasetPtr> splitDataset(const DatasetPtr& base, double va
 /// when count <= 0 or count >= size.
 DatasetPtr limitDataset(const DatasetPtr& base, int64_t count, uint64_t seed);
 
-} // namespace fec::train
+}  // namespace fec::train

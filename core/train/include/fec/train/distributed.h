@@ -101,4 +101,4 @@ struct LaunchOptions {
 /// RunFolderBusy (before starting any rank) when another process holds options.runDir.
 int launchWorkers(const std::vector<std::string>& argv, const LaunchOptions& options, std::ostream& log);
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -22,9 +22,9 @@ namespace fec::train {
 
 /// One batch, on the CPU.
 struct Batch {
-    at::Tensor images;            ///< [B, 3, S, S] float
-    at::Tensor labels;            ///< [B] int64
-    std::vector<int64_t> indices; ///< dataset indices of the samples
+    at::Tensor images;             ///< [B, 3, S, S] float
+    at::Tensor labels;             ///< [B] int64
+    std::vector<int64_t> indices;  ///< dataset indices of the samples
 };
 
 /// Turns one sample into a [3, S, S] float tensor; `seed` is the sample's own seed. Must be
@@ -75,4 +75,4 @@ std::vector<std::vector<int64_t>> trainBatches(const std::vector<int64_t>& order
 /// (every sample is counted exactly once over all ranks); the last batch may be smaller.
 std::vector<std::vector<int64_t>> evalBatches(int64_t n, int64_t batch, int rank, int world);
 
-} // namespace fec::train
+}  // namespace fec::train

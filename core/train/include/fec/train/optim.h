@@ -28,9 +28,9 @@ struct AdamWSlot {
     std::string name;
     at::Tensor parameter;
     bool decay = true;
-    int64_t step = 0;    ///< updates applied (0: never had a gradient)
-    at::Tensor expAvg;   ///< first moment (same shape as the parameter)
-    at::Tensor expAvgSq; ///< second moment
+    int64_t step = 0;     ///< updates applied (0: never had a gradient)
+    at::Tensor expAvg;    ///< first moment (same shape as the parameter)
+    at::Tensor expAvgSq;  ///< second moment
 };
 
 /// torch.optim.AdamW (amsgrad off, maximize off). Parameters whose .grad is undefined are
@@ -89,4 +89,4 @@ private:
 /// clip_grad_norm_); returns the norm before clipping.
 double clipGradNorm(const std::vector<at::Tensor>& parameters, double maxNorm);
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -41,4 +41,4 @@ private:
 /// identity when `shuffle` is false.
 std::vector<int64_t> epochOrder(int64_t n, uint64_t seed, int64_t epoch, bool shuffle = true);
 
-} // namespace fec::train
+}  // namespace fec::train

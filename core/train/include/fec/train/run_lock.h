@@ -53,4 +53,4 @@ private:
 /// not turn a start away.
 long runFolderOwner(const std::string& runDir);
 
-} // namespace fec::train
+}  // namespace fec::train

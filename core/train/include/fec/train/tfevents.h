@@ -22,8 +22,8 @@ uint32_t maskCrc(uint32_t crc);
 struct TfEvent {
     double wallTime = 0;
     int64_t step = 0;
-    std::string fileVersion;                            ///< only in the first event ("brain.Event:2")
-    std::vector<std::pair<std::string, float>> scalars; ///< summary values (tag, simple_value)
+    std::string fileVersion;                             ///< only in the first event ("brain.Event:2")
+    std::vector<std::pair<std::string, float>> scalars;  ///< summary values (tag, simple_value)
 };
 
 /// Serialises an Event: wall_time (field 1, double), step (2, int64), file_version (3, string),
@@ -52,4 +52,4 @@ private:
 /// file and the record on a mismatch or truncation.
 std::vector<TfEvent> readEventFile(const std::string& path);
 
-} // namespace fec::train
+}  // namespace fec::train

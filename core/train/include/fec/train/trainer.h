@@ -24,16 +24,16 @@ class DistContext;
 
 /// One step's or one epoch's measurements, as written to metrics.jsonl.
 struct TrainEvent {
-    std::string phase; ///< "train" or "val"
-    int epoch = 0;     ///< 0-based epoch the step belongs to
-    int64_t step = 0;  ///< optimizer steps completed
+    std::string phase;  ///< "train" or "val"
+    int epoch = 0;      ///< 0-based epoch the step belongs to
+    int64_t step = 0;   ///< optimizer steps completed
     int64_t totalSteps = 0;
     double loss = 0, lr = 0;
-    std::optional<double> top1, top5; ///< percent, where measured
+    std::optional<double> top1, top5;  ///< percent, where measured
     std::optional<double> emaLoss, emaTop1, emaTop5;
     double imagesPerSecond = 0;
-    double time = 0;    ///< seconds since the epoch (Unix time)
-    double elapsed = 0; ///< seconds since this process started training
+    double time = 0;     ///< seconds since the epoch (Unix time)
+    double elapsed = 0;  ///< seconds since this process started training
 };
 
 /// The metrics.jsonl line of an event (one JSON object, no newline).
@@ -43,19 +43,19 @@ using TrainCallback = std::function<void(const TrainEvent&)>;
 
 /// What a run ended with.
 struct TrainResult {
-    bool completed = false; ///< reached the last step (false: cancelled)
-    int64_t steps = 0;      ///< optimizer steps completed in total
-    int epochs = 0;         ///< epochs completed in total
-    double bestTop1 = -1;   ///< best validation top-1 (EMA's when enabled); -1 without validation
+    bool completed = false;  ///< reached the last step (false: cancelled)
+    int64_t steps = 0;       ///< optimizer steps completed in total
+    int epochs = 0;          ///< epochs completed in total
+    double bestTop1 = -1;    ///< best validation top-1 (EMA's when enabled); -1 without validation
     std::string lastCheckpoint, bestCheckpoint;
 };
 
 /// Evaluation of a model on a dataset.
 struct EvalResult {
-    double loss = 0, top1 = 0, top5 = 0; ///< mean cross-entropy; accuracies in percent
+    double loss = 0, top1 = 0, top5 = 0;  ///< mean cross-entropy; accuracies in percent
     int64_t count = 0;
-    bool complete = true; ///< false when cancelled before the end (partial sums)
-    at::Tensor confusion; ///< [classes, classes] int64, rows true, columns predicted
+    bool complete = true;  ///< false when cancelled before the end (partial sums)
+    at::Tensor confusion;  ///< [classes, classes] int64, rows true, columns predicted
 };
 
 struct EvalOptions {
@@ -123,4 +123,4 @@ void freezeStages(FecModelImpl& model, const std::vector<int>& stages);
 /// of `model` that kept their initial values (e.g. a new head).
 std::vector<std::string> loadMatchingWeights(FecModelImpl& model, const StateDict& weights);
 
-} // namespace fec::train
+}  // namespace fec::train

@@ -29,4 +29,4 @@ TitledPlot createTitledPlot(QWidget* parent, const QString& title, const QString
 /// `palette` (WindowText and Base): the screen's palette, or a print look for exports.
 void applyChartPalette(const TitledPlot& chart, const QPalette& palette);
 
-} // namespace fec::ui
+}  // namespace fec::ui

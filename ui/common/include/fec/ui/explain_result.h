@@ -20,9 +20,9 @@ namespace fec::ui {
 struct ExplainResult : explain::Explanation {
     quint64 requestId = 0;
     QString imagePath;
-    QString modelName;  ///< checkpoint file name (or a label given by the user)
+    QString modelName;                                   ///< checkpoint file name (or a label given by the user)
     std::vector<std::pair<QString, double>> topClasses;  ///< `top` with class names
-    QString device;     ///< "cpu (2 threads)", "cuda:0"
+    QString device;                                      ///< "cpu (2 threads)", "cuda:0"
 };
 
 using ExplainResultPtr = std::shared_ptr<const ExplainResult>;

@@ -27,15 +27,12 @@ struct PixelMapping {
 /// What the linked selection looks like in a view, on the pixel-block grid of the model input.
 struct ViewHighlight {
     int blockW = 0, blockH = 0, blockSize = 4;
-    std::vector<uint8_t> selectedMask;            ///< blockH * blockW; empty: nothing selected
-    QPainterPath selectedOutline;                 ///< in block units
-    QPainterPath descendantOutline;               ///< boundaries of the selection's children
-    std::vector<QPainterPath> ancestorOutlines;   ///< parent first
+    std::vector<uint8_t> selectedMask;           ///< blockH * blockW; empty: nothing selected
+    QPainterPath selectedOutline;                ///< in block units
+    QPainterPath descendantOutline;              ///< boundaries of the selection's children
+    std::vector<QPainterPath> ancestorOutlines;  ///< parent first
     QPainterPath hoveredOutline;
-    bool isEmpty() const
-    {
-        return selectedMask.empty() && hoveredOutline.isEmpty() && ancestorOutlines.empty();
-    }
+    bool isEmpty() const { return selectedMask.empty() && hoveredOutline.isEmpty() && ancestorOutlines.empty(); }
 };
 
 /// Zoom and centre (fractions of the picture) shared by synchronised views.

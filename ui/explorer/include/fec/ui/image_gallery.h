@@ -65,8 +65,8 @@ private:
     QString m_folder;
     quint64 m_generation = 0;
     mutable QCache<QString, QIcon> m_cache{400};
-    mutable QSet<QString> m_pending;   // asked for, not yet finished
-    mutable QList<QString> m_wanted;   // waiting to start, most recent last
+    mutable QSet<QString> m_pending;           // asked for, not yet finished
+    mutable QList<QString> m_wanted;           // waiting to start, most recent last
     mutable QHash<QString, QString> m_failed;  // path -> why no thumbnail
     mutable int m_inFlight = 0;
     int m_decoded = 0;

@@ -16,7 +16,8 @@ public:
     explicit PredictionPanel(QWidget* parent = nullptr);
 
     /// (class name, probability) pairs, best first; empty shows `emptyText`.
-    void setPredictions(const std::vector<std::pair<QString, double>>& predictions, const QString& emptyText = QString());
+    void setPredictions(const std::vector<std::pair<QString, double>>& predictions,
+                        const QString& emptyText = QString());
     const std::vector<std::pair<QString, double>>& predictions() const { return m_predictions; }
 
     QSize sizeHint() const override;

@@ -12,10 +12,10 @@ class QSpinBox;
 namespace fec::ui {
 
 struct Preferences {
-    QString device = QStringLiteral("auto");  ///< "auto", "cpu", "cuda:N"
-    int threads = 0;                          ///< 0: one per core
-    int size = 0;                             ///< model input side; 0: from the checkpoint, else 224
-    QString preprocess;                       ///< "", "squash" or "crop" ("": from the checkpoint, else squash)
+    QString device = QStringLiteral("auto");   ///< "auto", "cpu", "cuda:N"
+    int threads = 0;                           ///< 0: one per core
+    int size = 0;                              ///< model input side; 0: from the checkpoint, else 224
+    QString preprocess;                        ///< "", "squash" or "crop" ("": from the checkpoint, else squash)
     QString weights = QStringLiteral("auto");  ///< "auto", "state_dict", "ema"
     QString theme = QStringLiteral("system");  ///< "system", "light", "dark"
 

@@ -27,7 +27,7 @@ namespace fec::figure {
 /// One picture of the grid with the title shown above it (e.g. "Level 2 · 196 clusters (9 empty)").
 struct FigurePanel {
     QString title;
-    QImage image; ///< drawn scaled to fit the panel, aspect kept; a null image leaves a grey box
+    QImage image;  ///< drawn scaled to fit the panel, aspect kept; a null image leaves a grey box
 };
 
 /// Colour swatches with their meaning, drawn under a row.
@@ -37,15 +37,15 @@ struct FigureLegend {
 
 /// One row of the grid: usually one input image and its views.
 struct FigureRow {
-    QString label; ///< drawn left of the row; may be empty
+    QString label;  ///< drawn left of the row; may be empty
     std::vector<FigurePanel> panels;
-    FigureLegend legend; ///< optional: nothing is drawn when it has no entries
+    FigureLegend legend;  ///< optional: nothing is drawn when it has no entries
 };
 
 struct FigureOptions {
-    int panelSize = 256; ///< longest side of a panel in pixels at 96 dpi (i.e. 1/96 inch units)
-    int dpi = 300;       ///< PNG pixels per inch and PDF resolution; SVG is written at 96 dpi
-    QString caption;     ///< wrapped under the grid; may be empty
+    int panelSize = 256;  ///< longest side of a panel in pixels at 96 dpi (i.e. 1/96 inch units)
+    int dpi = 300;        ///< PNG pixels per inch and PDF resolution; SVG is written at 96 dpi
+    QString caption;      ///< wrapped under the grid; may be empty
 };
 
 /// Writes the figure in the format of the path's extension (.png, .svg or .pdf, any case),
@@ -57,7 +57,8 @@ struct FigureOptions {
 void writeFigure(const std::vector<FigureRow>& rows, const QString& path, const FigureOptions& options = {});
 /// writeFigure() at a path kept as bytes: file names that are not UTF-8 (possible on Linux) are
 /// written exactly; messages show them escaped (fec::printablePath).
-void writeFigure(const std::vector<FigureRow>& rows, const std::filesystem::path& path, const FigureOptions& options = {});
+void writeFigure(const std::vector<FigureRow>& rows, const std::filesystem::path& path,
+                 const FigureOptions& options = {});
 
 /// Deep copy of an 8-bit RGB (CV_8UC3) or grey (CV_8UC1) image; a null QImage for an empty Mat.
 /// Throws std::invalid_argument for other types.
@@ -82,4 +83,4 @@ FigureRow evidenceRow(const explain::Explanation& explanation, const explain::Ev
 /// A legend for a diverging scale: -range (blue), 0, +range (red), with `unit` after the values.
 FigureLegend divergingLegend(double range, const QString& unit = {});
 
-} // namespace fec::figure
+}  // namespace fec::figure

@@ -56,4 +56,4 @@ private:
     std::unique_ptr<Private> d;
 };
 
-} // namespace fec::ui
+}  // namespace fec::ui

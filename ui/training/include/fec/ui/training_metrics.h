@@ -18,16 +18,16 @@ namespace fec::ui {
 struct TrainingMetric {
     enum class Phase { Train, Val };
     Phase phase = Phase::Train;
-    int epoch = 0;         ///< 0-based
-    qint64 step = 0;       ///< optimizer steps done
-    qint64 totalSteps = 0; ///< 0 when the line does not say
-    double loss = 0;       ///< train: mean over the logged steps; val: mean cross-entropy
+    int epoch = 0;          ///< 0-based
+    qint64 step = 0;        ///< optimizer steps done
+    qint64 totalSteps = 0;  ///< 0 when the line does not say
+    double loss = 0;        ///< train: mean over the logged steps; val: mean cross-entropy
     double lr = 0;
     std::optional<double> top1, top5;                 ///< percent, where measured
-    std::optional<double> emaLoss, emaTop1, emaTop5; ///< val lines of runs with --ema
+    std::optional<double> emaLoss, emaTop1, emaTop5;  ///< val lines of runs with --ema
     double imagesPerSecond = 0;
-    double time = 0;     ///< Unix seconds
-    double elapsedS = 0; ///< seconds since the process started training
+    double time = 0;      ///< Unix seconds
+    double elapsedS = 0;  ///< seconds since the process started training
 
     bool isTrain() const { return phase == Phase::Train; }
 };
@@ -110,6 +110,6 @@ private:
     LineSplitter m_lines;
 };
 
-} // namespace fec::ui
+}  // namespace fec::ui
 
 Q_DECLARE_METATYPE(fec::ui::TrainingMetric)

@@ -25,17 +25,17 @@ namespace fec::ui {
 struct TrainingSpec {
     TrainingSpec();
 
-    QString data; ///< image folder root or Fashion-MNIST IDX folder
-    QString val;  ///< separate validation data (empty: ROOT/val or the Fashion-MNIST test split)
+    QString data;  ///< image folder root or Fashion-MNIST IDX folder
+    QString val;   ///< separate validation data (empty: ROOT/val or the Fashion-MNIST test split)
     double valSplit = 0;
     qint64 trainLimit = 0, valLimit = 0;
-    QString out;        ///< run folder
-    QString checkpoint; ///< fine-tune from this file; empty: a new model of `arch`
-    QString arch = QStringLiteral("fec_small"); ///< fec_small, fec_base, fec_large or custom
+    QString out;                                 ///< run folder
+    QString checkpoint;                          ///< fine-tune from this file; empty: a new model of `arch`
+    QString arch = QStringLiteral("fec_small");  ///< fec_small, fec_base, fec_large or custom
     /// Custom architecture: four comma-separated values each (empty: those of fec_small).
     QString layers, dims, heads, headDims, mlpRatios, proposals;
-    QString freezeStages; ///< e.g. "0,1"
-    QString weights;      ///< of `checkpoint`: auto, state_dict or ema
+    QString freezeStages;  ///< e.g. "0,1"
+    QString weights;       ///< of `checkpoint`: auto, state_dict or ema
     // `fec train`'s options (set from TrainOptions{} by the constructor).
     int size, epochs;
     qint64 maxSteps;
@@ -43,13 +43,13 @@ struct TrainingSpec {
     double lr, minLr, warmupLr, warmupEpochs, weightDecay;
     double clip, ema, dropPath, smoothing;
     double mixup, cutmix, reprob, hflip, cropScale;
-    QString evalResize; ///< squash or crop; empty: the data set's choice
+    QString evalResize;  ///< squash or crop; empty: the data set's choice
     bool noAugment = false;
     bool tensorboard;
     quint64 seed;
     int workers;
     int logEvery;
-    int threads = 0; ///< fec's --threads (0: its default, one per core)
+    int threads = 0;  ///< fec's --threads (0: its default, one per core)
     QString device;
     /// More flags, split like a shell command line (QProcess::splitCommand).
     QString extraArguments;
@@ -67,15 +67,15 @@ struct TrainingSpec {
 /// The trainer's structured final record: run.json's "final" object, written when a run ends
 /// in a way the trainer controls (done, stopped by a signal or the cancel flag, an error caught).
 struct RunFinalRecord {
-    bool present = false;   ///< run.json has one (runs of older fec versions do not)
-    QString status;         ///< "done", "stopped", "failed"
-    qint64 steps = 0;       ///< optimizer steps completed
-    qint64 totalSteps = 0;  ///< steps of the whole run
-    int epochs = 0;         ///< epochs completed
-    QString bestMetricName; ///< "top1" or "ema_top1"; empty without validation
-    double bestMetric = 0;  ///< percent
-    int bestEpoch = -1;     ///< 0-based
-    QString exitReason;     ///< the trainer's words
+    bool present = false;    ///< run.json has one (runs of older fec versions do not)
+    QString status;          ///< "done", "stopped", "failed"
+    qint64 steps = 0;        ///< optimizer steps completed
+    qint64 totalSteps = 0;   ///< steps of the whole run
+    int epochs = 0;          ///< epochs completed
+    QString bestMetricName;  ///< "top1" or "ema_top1"; empty without validation
+    double bestMetric = 0;   ///< percent
+    int bestEpoch = -1;      ///< 0-based
+    QString exitReason;      ///< the trainer's words
     QDateTime finishedAt;
     QString lastCheckpoint, bestCheckpoint;
 
@@ -84,13 +84,13 @@ struct RunFinalRecord {
 };
 
 enum class RunStatus {
-    New,      ///< not started yet
-    Starting, ///< process launched, not running yet
+    New,       ///< not started yet
+    Starting,  ///< process launched, not running yet
     Running,
-    Stopping, ///< SIGTERM sent: finishing the step and writing last.pth.tar
-    Finished, ///< every step done
-    Stopped,  ///< stopped before the end; resumable from last.pth.tar
-    Failed,   ///< could not start, non-zero exit, crash
+    Stopping,  ///< SIGTERM sent: finishing the step and writing last.pth.tar
+    Finished,  ///< every step done
+    Stopped,   ///< stopped before the end; resumable from last.pth.tar
+    Failed,    ///< could not start, non-zero exit, crash
 };
 
 QString runStatusName(RunStatus status);
@@ -208,11 +208,11 @@ private:
     QStringList m_logTail;
     QDateTime m_lastModified, m_bestModified;
     QDateTime m_startedAt;
-    QDateTime m_launchedAt; ///< before the process existed: final records older than this are stale
+    QDateTime m_launchedAt;  ///< before the process existed: final records older than this are stale
     QStringList m_commandLine;
     RunFinalRecord m_final;
 };
 
-} // namespace fec::ui
+}  // namespace fec::ui
 
 Q_DECLARE_METATYPE(fec::ui::RunStatus)

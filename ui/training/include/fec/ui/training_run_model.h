@@ -40,4 +40,4 @@ private:
     QList<TrainingRun*> m_runs;
 };
 
-} // namespace fec::ui
+}  // namespace fec::ui

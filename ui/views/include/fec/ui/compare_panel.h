@@ -32,10 +32,10 @@ class ComparePanel : public QWidget {
 public:
     struct Source {
         enum class Kind { Level, KMeans, EncodingHead, SecondModel } kind = Kind::Level;
-        int level = 1; ///< Level and SecondModel
-        int k = 4;     ///< KMeans
-        int block = 0; ///< EncodingHead: index into ExplainResult::partitions
-        int head = 0;  ///< EncodingHead
+        int level = 1;  ///< Level and SecondModel
+        int k = 4;      ///< KMeans
+        int block = 0;  ///< EncodingHead: index into ExplainResult::partitions
+        int head = 0;   ///< EncodingHead
         bool operator==(const Source& o) const
         {
             return kind == o.kind && level == o.level && k == o.k && block == o.block && head == o.head;
@@ -119,4 +119,4 @@ private:
     bool m_dirty = false;
 };
 
-} // namespace fec::ui
+}  // namespace fec::ui

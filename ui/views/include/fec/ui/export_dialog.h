@@ -18,11 +18,11 @@ namespace fec::ui {
 
 struct ExportRequest {
     enum class Kind { CurrentView, Figure } kind = Kind::Figure;
-    QString path; ///< file to write; format from its extension (.png/.svg/.pdf)
+    QString path;  ///< file to write; format from its extension (.png/.svg/.pdf)
     int dpi = 300;
-    std::vector<int> levels; ///< 1-based levels for the figure
-    std::vector<int> ks;     ///< K-means k values for the figure
-    bool writeData = false;  ///< also levels.npy, kmeans_k<k>.npy, hierarchy.json beside the file
+    std::vector<int> levels;  ///< 1-based levels for the figure
+    std::vector<int> ks;      ///< K-means k values for the figure
+    bool writeData = false;   ///< also levels.npy, kmeans_k<k>.npy, hierarchy.json beside the file
 };
 
 /// Progress of an export: `done` of `total` steps, the step starting now; return false to cancel.
@@ -62,4 +62,4 @@ private:
     std::unique_ptr<Private> d;
 };
 
-} // namespace fec::ui
+}  // namespace fec::ui

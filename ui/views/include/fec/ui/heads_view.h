@@ -34,10 +34,10 @@ public:
 
     /// The colour legend under the agreement matrix, in this view's coordinates.
     struct ColourLegend {
-        QRect matrix;    ///< the agreement matrix the legend is drawn in
-        QRect bar;       ///< the colour scale, 0 at its left end and 1 at its right end
-        QRect low, high; ///< the end labels "0" and "1", under the bar's ends
-        QRect caption;   ///< the caption, on its own line under the end labels
+        QRect matrix;     ///< the agreement matrix the legend is drawn in
+        QRect bar;        ///< the colour scale, 0 at its left end and 1 at its right end
+        QRect low, high;  ///< the end labels "0" and "1", under the bar's ends
+        QRect caption;    ///< the caption, on its own line under the end labels
         QString captionText;
     };
     /// Where the legend is drawn at the current size (empty rectangles while no block is shown).
@@ -54,4 +54,4 @@ private:
     std::unique_ptr<Private> d;
 };
 
-} // namespace fec::ui
+}  // namespace fec::ui

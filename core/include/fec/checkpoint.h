@@ -141,6 +141,8 @@ at::Tensor toTensor(const pickle::TensorRef& ref, const pickle::Storage& storage
 pickle::ValuePtr tensorValue(const at::Tensor& t, std::map<std::string, pickle::Storage>& storages);
 
 /// Turns a pickled value (None/bool/int/float/str/list/tuple/dict/Namespace) into JSON text.
+/// Shared objects are written once (later references as "<shared, shown earlier>"); throws
+/// std::length_error when what repeats would add more than 1 MiB of text.
 std::string valueToJson(const pickle::Value& value);
 
 }  // namespace fec

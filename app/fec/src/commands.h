@@ -47,6 +47,12 @@ protected:
 /// Registers `explain` (built only with the figure library).
 void addExplainCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
 
+/// Registers `evidence-stats` (evidence_stats_command.cpp; needs imaging).
+void addEvidenceStatsCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
+
+/// Registers `concepts` (concepts_command.cpp; needs imaging).
+void addConceptsCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
+
 /// Registers `train` and `eval` (train_commands.cpp).
 void addTrainCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
 

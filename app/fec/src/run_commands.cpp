@@ -297,6 +297,10 @@ void addImageCommands(CLI::App& app, std::vector<std::unique_ptr<Command>>& comm
 #endif
     commands.push_back(std::make_unique<TraceCommand>(app));
     addTrainCommands(app, commands);
+#ifdef FEC_WITH_IMAGING
+    addEvidenceStatsCommand(app, commands);
+    addConceptsCommand(app, commands);
+#endif
 #ifdef FEC_WITH_FIGURES
     addExplainCommand(app, commands);
 #endif

@@ -1,0 +1,127 @@
+#pragma once
+
+// Concept atlas: the recurring parts a model has learned across a dataset. FEC hands us the
+// segments: every non-empty cluster of one pyramid level of every image is a segment, described
+// by its pool output vector at that position (its representative). The atlas clusters the
+// L2-normalised representatives into K concepts (cv::kmeans, k-means++) and summarises each
+// concept by its classes and by the exact evidence its segments carry (fec/evidence.h).
+//
+// `fec concepts` and the explorer's Concepts view both call this. LibTorch, OpenCV and std only.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "fec/checkpoint.h"
+#include "fec/model.h"
+#include "fec/train/dataset.h"
+
+namespace fec::explain {
+
+struct ConceptOptions {
+    int level = 0;                    ///< pyramid level 1..L; 0: the last level
+    int k = 32;                       ///< concepts
+    int perConcept = 24;              ///< typical and contributing segments kept per concept
+    uint64_t seed = 0;                ///< k-means initialisation and the fitting sample
+    int batch = 64;                   ///< images per traced forward
+    int workers = 2;                  ///< decoding threads (train::Loader)
+    int attempts = 3;                 ///< cv::kmeans attempts (best compactness kept)
+    int64_t fitLimit = 200000;        ///< above this many segments k-means is fitted on a sample
+    int size = 0;                     ///< model input side; 0: inputSizeFor(checkpoint)
+    std::string preprocess;           ///< "squash" or "crop"; empty: the checkpoint's, else the dataset's
+};
+
+/// One non-empty segment of the atlas level in one image.
+struct AtlasSegment {
+    int64_t image = 0;                   ///< index in Atlas::images
+    int level = 0;                       ///< 1..L
+    int32_t segment = 0;                 ///< raw position id on the level's grid
+    int64_t pixels = 0;                  ///< model-input pixels
+    int x0 = 0, y0 = 0, x1 = 0, y1 = 0;  ///< bounding box in model-input pixels, [x0, x1) x [y0, y1)
+    int32_t concept = -1;                ///< 0..K-1
+    float distance = 0;                  ///< to its concept's centre (L2 on normalised vectors)
+};
+
+struct ConceptSummary {
+    int id = 0;
+    std::string name;                      ///< user's name ("collar"); empty: "concept <id>"
+    int64_t size = 0;                      ///< segments
+    double imageShare = 0;                 ///< share of the atlas images containing it, [0, 1]
+    std::vector<int64_t> classCounts;      ///< [classes] segments per label of their image
+    std::vector<double> meanEvidence;      ///< [classes] mean evidence of its segments for each class
+    double purity = 0;                     ///< share of its segments from its most frequent class
+    std::vector<int64_t> typical;          ///< segment indices closest to the centre, nearest first
+    std::vector<int64_t> contributing;     ///< segment indices with the largest evidence for their
+                                           ///< image's predicted class, largest first
+};
+
+/// A whole atlas, as built or as read back from its folder.
+struct Atlas {
+    std::string modelFile;                 ///< checkpoint path as given
+    std::string modelSha1;                 ///< fileSha1 of the checkpoint
+    std::string data;                      ///< dataset path as given
+    std::string split;                     ///< "test", "train" or "" (image folder)
+    int level = 0, levels = 0, k = 0, inputSize = 0;
+    std::string preprocess;
+    uint64_t seed = 0;
+    std::vector<std::string> classNames;
+    std::vector<std::string> images;       ///< image paths, or "idx:<index>" for IDX samples
+    std::vector<int64_t> labels;           ///< per image: its label, -1 when unknown
+    std::vector<int64_t> predicted;        ///< per image: the model's top-1 class
+    std::vector<std::string> skipped;      ///< unreadable images with the reason, never aborting
+    std::vector<AtlasSegment> segments;
+    at::Tensor centres;                    ///< [K, D] float32 CPU, L2-normalised
+    std::vector<ConceptSummary> concepts;  ///< K, by id
+    double seconds = 0;                    ///< build time
+    /// "concept <id>" or its name.
+    std::string conceptLabel(int id) const;
+};
+
+/// Thrown by buildAtlas / writeAtlas when cancelled; nothing partial is left in the folder.
+class AtlasCancelled : public std::runtime_error {
+public:
+    AtlasCancelled() : std::runtime_error("concept atlas cancelled") {}
+};
+
+/// Progress of a build: `done` of `total` images, the stage ("reading", "clustering",
+/// "summarising", "writing").
+using AtlasProgress = std::function<void(int64_t done, int64_t total, const std::string& stage)>;
+
+/// Builds the atlas of `data` under `model` (eval mode, on `device`). Unreadable images are
+/// skipped and listed. Throws std::invalid_argument for a level outside 1..L (naming the range),
+/// K < 2 or K larger than the number of segments (naming both), an empty dataset, or a backbone
+/// without a classifier. When `cancel` becomes true it throws AtlasCancelled.
+Atlas buildAtlas(FecModelImpl& model, const CheckpointInfo& info, const std::string& checkpointPath,
+                 const c10::Device& device, const train::DatasetPtr& data, const ConceptOptions& options,
+                 const AtlasProgress& progress = {}, const std::atomic<bool>* cancel = nullptr);
+
+/// Writes `concepts.json`, `assignments.npy` (int32 [segments, 4]: image, level, segment,
+/// concept), `centres.npy` (float32 [K, D]), `images.txt` and one `concept_<k>.png` contact sheet
+/// per concept into `dir` (created if needed), each file atomically. Contact sheets re-read the
+/// images of the kept segments from `data` and run `model` on them to outline the segment.
+void writeAtlas(const Atlas& atlas, const std::string& dir, FecModelImpl& model, const c10::Device& device,
+                const train::DatasetPtr& data, const std::atomic<bool>* cancel = nullptr);
+
+/// Reads an atlas folder back (concepts.json, assignments.npy, centres.npy, images.txt). Throws
+/// std::runtime_error naming the file and the problem for a missing, truncated or inconsistent file.
+Atlas readAtlas(const std::string& dir);
+
+/// Rewrites the names in `dir`/concepts.json atomically (everything else unchanged). `names`: K
+/// entries, empty = unnamed.
+void writeConceptNames(const std::string& dir, const std::vector<std::string>& names);
+
+/// Throws std::runtime_error naming both hashes when the atlas was built from another model file.
+void checkAtlasModel(const Atlas& atlas, const std::string& checkpointPath);
+
+/// Concept of each non-empty segment of one image at the atlas level: `representatives` [M, D]
+/// (pool output vectors of that level's non-empty positions, any float type), nearest centre by
+/// cosine. Returns M concept ids.
+std::vector<int32_t> nearestConcepts(const Atlas& atlas, const at::Tensor& representatives);
+
+}  // namespace fec::explain

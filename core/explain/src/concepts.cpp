@@ -1,0 +1,1 @@
+#include "fec/explain/concepts.h"

@@ -1,0 +1,1 @@
+#include "fec/explain/evidence_stats.h"

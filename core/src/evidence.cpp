@@ -226,6 +226,29 @@ at::Tensor SegmentAblator::removing(const std::vector<int32_t>& remove)
     return m_model.forwardFrom(m_level, edited(remove))[0].to(at::kCPU, at::kFloat);
 }
 
+at::Tensor SegmentAblator::removingEach(const std::vector<std::vector<int32_t>>& sets)
+{
+    c10::InferenceMode guard;
+    const int64_t width = m_pooled.size(1), n = m_pooled.size(2) * m_pooled.size(3);
+    for (const auto& set : sets)
+        for (int32_t p : set)
+            if (p < 0 || p >= n)
+                throw std::invalid_argument("ablation: segment " + std::to_string(p) + " is not a position of level " +
+                                            std::to_string(m_level));
+    const auto count = static_cast<int64_t>(sets.size());
+    auto logits = at::empty({count, m_base.size(0)}, at::kFloat);
+    for (int64_t start = 0; start < count; start += m_batch) {
+        const int64_t size = std::min<int64_t>(m_batch, count - start);
+        auto batch = m_pooled.expand({size, width, m_pooled.size(2), m_pooled.size(3)}).clone();
+        auto flat = batch.view({size, width, n});
+        for (int64_t i = 0; i < size; ++i)
+            for (int32_t p : sets[static_cast<size_t>(start + i)])
+                flat[i].select(1, p).copy_(m_baseline);
+        logits.narrow(0, start, size).copy_(m_model.forwardFrom(m_level, batch).to(at::kCPU, at::kFloat));
+    }
+    return logits;
+}
+
 at::Tensor SegmentAblator::keepingOnly(const std::vector<int32_t>& keep)
 {
     const int64_t n = m_pooled.size(2) * m_pooled.size(3);

@@ -109,6 +109,9 @@ public:
 
     /// Logits with `remove` replaced by the baseline ([classes] float32 CPU).
     at::Tensor removing(const std::vector<int32_t>& remove);
+    /// Logits for several removal sets at once (batched forwards): [sets, classes] float32 CPU,
+    /// row i = removing(sets[i]).
+    at::Tensor removingEach(const std::vector<std::vector<int32_t>>& sets);
     /// Logits with every position but `keep` (empty positions included) replaced.
     at::Tensor keepingOnly(const std::vector<int32_t>& keep);
 

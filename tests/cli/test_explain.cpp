@@ -191,5 +191,42 @@ TEST_F(Explain, EvidenceClassMistakesSayWhatIsValid)
     EXPECT_NE(testing::internal::GetCapturedStderr().find("0 to 9"), std::string::npos);
 }
 
+TEST_F(Explain, DatasetBaselineNeedsTheModelsStatistics)
+{
+    // No statistics beside the checkpoint: the message says what to run, before any image.
+    const auto ckpt = test::referencePath("tiny_seed0.pth.tar");
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(runFec({"explain", "--checkpoint", ckpt, "--out", (m_root / "o").string(), "--format", "", "--evidence",
+                      "--baseline", "dataset", (m_root / "in" / "chelsea.png").string()}),
+              2);
+    auto err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("run `fec evidence-stats --checkpoint " + ckpt + " --data"), std::string::npos) << err;
+    EXPECT_FALSE(fs::exists(m_root / "o" / "chelsea"));
+    // A file given with --evidence-stats that is not there is named.
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(runFec({"explain", "--checkpoint", ckpt, "--out", (m_root / "o").string(), "--format", "", "--evidence",
+                      "--baseline", "dataset", "--evidence-stats", (m_root / "nope.json").string(),
+                      (m_root / "in" / "chelsea.png").string()}),
+              2);
+    err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find((m_root / "nope.json").string()), std::string::npos) << err;
+    // The ablation flags go with --evidence, --evidence-stats with --baseline dataset.
+    testing::internal::CaptureStderr();
+    EXPECT_NE(runFec({"explain", "--checkpoint", ckpt, "--out", (m_root / "o").string(), "--baseline", "zero",
+                      (m_root / "in" / "chelsea.png").string()}),
+              0);
+    EXPECT_NE(testing::internal::GetCapturedStderr().find("go with --evidence"), std::string::npos);
+    testing::internal::CaptureStderr();
+    EXPECT_NE(runFec({"explain", "--checkpoint", ckpt, "--out", (m_root / "o").string(), "--evidence",
+                      "--evidence-stats", (m_root / "nope.json").string(), (m_root / "in" / "chelsea.png").string()}),
+              0);
+    EXPECT_NE(testing::internal::GetCapturedStderr().find("goes with --baseline dataset"), std::string::npos);
+    // The help names the three baselines.
+    testing::internal::CaptureStdout();
+    runFec({"explain", "--help"});
+    const auto help = testing::internal::GetCapturedStdout();
+    EXPECT_NE(help.find("dataset (the model's mean feature per level"), std::string::npos) << help;
+}
+
 }  // namespace
 }  // namespace fec

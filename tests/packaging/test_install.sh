@@ -22,6 +22,8 @@ for f in bin/fec bin/fec-explorer share/fec-explorer/labels/imagenet1k.txt share
 done
 model=$(ls "$share"/models/*.pth.tar 2>/dev/null | head -1)
 [ -n "$model" ] || fail "no default model installed in $share/models"
+# The `dataset` ablation baseline ships beside the default model (`fec evidence-stats`).
+[ -e "$model.evidence-stats.json" ] || fail "$model.evidence-stats.json was not installed beside the model"
 sample=$(ls "$share"/samples/fashion-*.png | head -1)
 [ -n "$sample" ] || fail "no Fashion-MNIST sample installed"
 
@@ -36,6 +38,11 @@ echo "$out" | grep -q "$share/models" || fail "fec predict did not use the insta
 class=$(basename "$sample" .png | sed -E 's/^fashion-(.*)-[0-9]+$/\1/')
 echo "$out" | grep -E "^ +1\. " | head -1 | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' ' ' | grep -q "$(echo "$class" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' ' ')" \
   || fail "top-1 of $sample is not its class ($class)"
+
+# The installed statistics belong to the installed model: explain with the dataset baseline.
+"$prefix/bin/fec" --threads 2 explain --evidence --baseline dataset --format "" --out "$prefix/evidence" "$sample" \
+  >"$prefix/evidence.log" 2>&1 || { cat "$prefix/evidence.log"; fail "fec explain --evidence --baseline dataset"; }
+grep -q '"baseline": "dataset"' "$prefix"/evidence/*/summary.json || fail "explain did not use the dataset baseline"
 
 if [ -n "${DISPLAY:-}" ]; then
   QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-xcb} "$prefix/bin/fec-explorer" --screenshot "$prefix/shot.png" \

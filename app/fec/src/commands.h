@@ -2,6 +2,8 @@
 
 // Shared pieces of the `fec` subcommands (internal to the CLI library).
 
+#include <atomic>
+#include <csignal>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +13,7 @@
 
 #include "fec/checkpoint.h"
 #include "fec/resources.h"
+#include "fec/train/dataset.h"
 
 namespace fec::cli {
 
@@ -31,6 +34,30 @@ LoadOptions toLoadOptions(const ModelOptions& options);
 LoadedModel loadModel(const ModelOptions& options, c10::Device* device);
 /// "state_dict_ema (the file also has state_dict)".
 std::string weightsLine(const CheckpointInfo& info);
+
+/// A dataset named by --data (train_commands.cpp): the Fashion-MNIST IDX folder (split "train",
+/// else the t10k files; `limit` > 0 keeps the first images) or, with imaging, an image folder
+/// (ROOT/<split>/<class>/..., ROOT/val for "test", or ROOT/<class>/...; `limit` > 0 keeps a
+/// seeded subset). Throws std::invalid_argument naming the path.
+train::DatasetPtr openDataset(const std::string& path, const std::string& split, int64_t limit,
+                              const std::vector<std::string>& storedNames);
+
+/// Set by the first SIGINT / SIGTERM while a SignalScope lives (a second one ends the process).
+extern std::atomic<bool> g_stopRequested;
+
+/// Installs the stop handlers for a long command (and clears g_stopRequested); restores the
+/// previous handlers when it goes.
+class SignalScope {
+public:
+    SignalScope();
+    ~SignalScope();
+    SignalScope(const SignalScope&) = delete;
+    SignalScope& operator=(const SignalScope&) = delete;
+
+private:
+    struct sigaction m_int {
+    }, m_term{};
+};
 
 /// A subcommand registered on the app; run() is called when it was given.
 class Command {

@@ -22,6 +22,7 @@
 #include "fec/atomic_file.h"
 #include "fec/figure/figure.h"
 #include "fec/evidence.h"
+#include "fec/explain/evidence_stats.h"
 #include "fec/explain/explain.h"
 #include "fec/explain/segment_evidence.h"
 #include "fec/imaging/image.h"
@@ -138,8 +139,14 @@ public:
                         "ablation effect) and an evidence figure");
         m_app->add_option("--class", m_classes, "evidence for these classes (name or index; default: the top-1 class)");
         m_app->add_option("--versus", m_versus, "evidence for --class versus this class (name or index)");
-        m_app->add_option("--baseline", m_baseline, "what an ablated segment is replaced by: mean (default) or zero")
-            ->check(CLI::IsMember({"mean", "zero"}));
+        m_app
+            ->add_option("--baseline", m_baseline,
+                         "what an ablated segment is replaced by: mean (of the image's non-empty positions at that "
+                         "level, default), zero, or dataset (the model's mean feature per level over a dataset, from "
+                         "`fec evidence-stats`)")
+            ->check(CLI::IsMember({"mean", "zero", "dataset"}));
+        m_app->add_option("--evidence-stats", m_statsFile,
+                          "--baseline dataset: the statistics file (default: <checkpoint>.evidence-stats.json)");
         m_app->add_option("inputs", m_inputs, "images and folders (searched recursively)")->required();
     }
 
@@ -169,8 +176,12 @@ public:
             for (const auto& c : m_classes)
                 m_targets.push_back(explain::parseClass(c, m_classNames));
             m_versusIndex = m_versus.empty() ? -1 : explain::parseClass(m_versus, m_classNames);
-        } else if (!m_classes.empty() || !m_versus.empty()) {
-            throw std::invalid_argument("--class and --versus go with --evidence");
+            if (m_baseline == "dataset")
+                loadDatasetMeans(*loaded.model, size);
+            else if (!m_statsFile.empty())
+                throw std::invalid_argument("--evidence-stats goes with --baseline dataset");
+        } else if (!m_classes.empty() || !m_versus.empty() || m_baseline != "mean" || !m_statsFile.empty()) {
+            throw std::invalid_argument("--class, --versus, --baseline and --evidence-stats go with --evidence");
         }
         const auto features = m_features == "representatives" ? imaging::MergeFeatures::Representatives
                                                               : imaging::MergeFeatures::KeyCentres;
@@ -374,6 +385,7 @@ private:
         explain::EvidenceOptions options;
         options.versus = m_versusIndex;
         options.ablationOptions.baseline = parseAblationBaseline(m_baseline);
+        options.datasetMeans = m_datasetMeans;
         auto out = nlohmann::ordered_json::array();
         for (int64_t target : targets) {
             options.target = target;
@@ -406,10 +418,29 @@ private:
             entry["logit"] = report.maps.logit;
             entry["bias"] = report.maps.bias;
             entry["unlocated"] = report.maps.unlocated;
+            entry["baseline"] = m_baseline;
             entry["files"] = {"evidence_" + tag + ".npy", "segments_" + tag + ".csv"};
             out.push_back(entry);
         }
         return out;
+    }
+
+    // --baseline dataset: the statistics beside the checkpoint (or --evidence-stats), checked
+    // against the model file before any image is explained.
+    void loadDatasetMeans(FecModelImpl& model, int size)
+    {
+        const auto& checkpoint = m_model.checkpoint;
+        const auto path = m_statsFile.empty() ? explain::evidenceStatsPathFor(checkpoint) : m_statsFile;
+        std::error_code ec;
+        if (!fs::exists(path, ec))
+            throw std::runtime_error("--baseline dataset needs the model's evidence statistics, and " + path +
+                                     " does not exist: run `fec evidence-stats --checkpoint " + checkpoint +
+                                     " --data <Fashion-MNIST or image folder>` first (or pass --evidence-stats FILE)");
+        const auto stats = explain::loadEvidenceStats(path, checkpoint, model);
+        if (stats.inputSize != size)
+            std::cerr << "fec: note: " << printablePath(path) << " was computed at " << stats.inputSize << "x"
+                      << stats.inputSize << "; explaining at " << size << "x" << size << "\n";
+        m_datasetMeans = stats.levelMeans;
     }
 
     // A class name as a file-name part: letters, digits, '-' and '_' kept, the rest '_'.
@@ -424,7 +455,8 @@ private:
     std::vector<std::string> m_inputs;
     bool m_evidence = false;
     std::vector<std::string> m_classes, m_classNames;
-    std::string m_versus, m_baseline = "mean";
+    std::string m_versus, m_baseline = "mean", m_statsFile;
+    std::vector<at::Tensor> m_datasetMeans;
     std::vector<int64_t> m_targets;
     int64_t m_versusIndex = -1;
     std::string m_memoryLog;

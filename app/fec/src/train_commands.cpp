@@ -31,9 +31,10 @@ using json = nlohmann::ordered_json;
 
 namespace fec::cli {
 
+std::atomic<bool> g_stopRequested{false};
+
 namespace {
 
-std::atomic<bool> g_stopRequested{false};
 volatile std::sig_atomic_t g_signals = 0;
 
 extern "C" void onStopSignal(int sig)
@@ -47,28 +48,52 @@ extern "C" void onStopSignal(int sig)
     g_stopRequested.store(true);
 }
 
-class SignalScope {
-public:
-    SignalScope()
-    {
-        g_stopRequested = false;
-        g_signals = 0;
-        struct sigaction action {};
-        action.sa_handler = onStopSignal;
-        sigemptyset(&action.sa_mask);
-        sigaction(SIGINT, &action, &m_int);
-        sigaction(SIGTERM, &action, &m_term);
-    }
-    ~SignalScope()
-    {
-        sigaction(SIGINT, &m_int, nullptr);
-        sigaction(SIGTERM, &m_term, nullptr);
-    }
+}  // namespace
 
-private:
-    struct sigaction m_int {
-    }, m_term{};
-};
+SignalScope::SignalScope()
+{
+    g_stopRequested = false;
+    g_signals = 0;
+    struct sigaction action {};
+    action.sa_handler = onStopSignal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &m_int);
+    sigaction(SIGTERM, &action, &m_term);
+}
+
+SignalScope::~SignalScope()
+{
+    sigaction(SIGINT, &m_int, nullptr);
+    sigaction(SIGTERM, &m_term, nullptr);
+}
+
+train::DatasetPtr openDataset(const std::string& path, const std::string& split, int64_t limit,
+                              const std::vector<std::string>& storedNames)
+{
+    using train::FashionMnist;
+    std::error_code ec;
+    if (!fs::is_directory(path, ec))
+        throw std::invalid_argument("--data " + path + ": not a folder");
+    if (FashionMnist::detect(path))
+        return std::make_shared<FashionMnist>(
+            path, split == "train" ? FashionMnist::Split::Train : FashionMnist::Split::Test, limit);
+#ifdef FEC_WITH_IMAGING
+    std::string root = path;
+    const auto candidate = (fs::path(path) / split).string();
+    if (datasets::ImageFolder::looksLikeImageFolder(candidate))
+        root = candidate;
+    else if (split == "test" && datasets::ImageFolder::looksLikeImageFolder((fs::path(path) / "val").string()))
+        root = (fs::path(path) / "val").string();
+    if (!datasets::ImageFolder::looksLikeImageFolder(root))
+        throw std::invalid_argument("--data " + path + ": neither Fashion-MNIST IDX files nor an image folder");
+    return train::limitDataset(std::make_shared<datasets::ImageFolder>(root, storedNames), limit, 0);
+#else
+    (void)storedNames;
+    throw std::invalid_argument("--data " + path + ": no Fashion-MNIST IDX files there");
+#endif
+}
+
+namespace {
 
 template <typename T> std::vector<T> parseList(const std::string& text, const std::string& what)
 {
@@ -887,27 +912,8 @@ private:
 
     train::DatasetPtr openData(const std::vector<std::string>& storedNames) const
     {
-        using train::FashionMnist;
-        if (!isDirectory(m_data))
-            throw std::invalid_argument("--data " + m_data + ": not a folder");
         const auto limit = m_faithfulness && m_limit == 0 ? int64_t{500} : m_limit;
-        if (FashionMnist::detect(m_data))
-            return std::make_shared<FashionMnist>(
-                m_data, m_split == "train" ? FashionMnist::Split::Train : FashionMnist::Split::Test, limit);
-#ifdef FEC_WITH_IMAGING
-        std::string root = m_data;
-        const auto candidate = (fs::path(m_data) / m_split).string();
-        if (datasets::ImageFolder::looksLikeImageFolder(candidate))
-            root = candidate;
-        else if (m_split == "test" && datasets::ImageFolder::looksLikeImageFolder((fs::path(m_data) / "val").string()))
-            root = (fs::path(m_data) / "val").string();
-        if (!datasets::ImageFolder::looksLikeImageFolder(root))
-            throw std::invalid_argument("--data " + m_data + ": neither Fashion-MNIST IDX files nor an image folder");
-        return train::limitDataset(std::make_shared<datasets::ImageFolder>(root, storedNames), limit, 0);
-#else
-        (void)storedNames;
-        throw std::invalid_argument("--data " + m_data + ": no Fashion-MNIST IDX files there");
-#endif
+        return openDataset(m_data, m_split, limit, storedNames);
     }
 
     void writeConfusion(const at::Tensor& confusion, const std::vector<std::string>& names) const

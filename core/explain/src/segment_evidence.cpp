@@ -70,8 +70,12 @@ EvidenceReport segmentEvidence(FecModelImpl& model, const c10::Device& device, c
         for (int level = 1; level <= pyramid.levelCount(); ++level) {
             if (cancel)
                 cancel();
+            auto ablation = options.ablationOptions;
+            if (ablation.baseline == AblationBaseline::Dataset &&
+                static_cast<size_t>(level) <= options.datasetMeans.size())
+                ablation.datasetMean = options.datasetMeans[static_cast<size_t>(level - 1)];
             SegmentAblator ablator(model, input, level, pyramid.levels[static_cast<size_t>(level - 1)].nonEmpty,
-                                   options.ablationOptions);
+                                   ablation);
             auto all = ablator.singleEffects(cancel);
             auto effect = all.select(1, options.target);
             if (options.versus >= 0)

@@ -42,6 +42,9 @@ struct EvidenceOptions {
     int64_t versus = -1;   ///< contrast class, or -1
     bool ablation = true;  ///< compute every segment's effect (batched forwards per level)
     AblationOptions ablationOptions;
+    /// The Dataset baseline's mean per level (1..L at 0..L-1, EvidenceStats::levelMeans): level l
+    /// ablates with datasetMeans[l-1] instead of ablationOptions.datasetMean when given.
+    std::vector<at::Tensor> datasetMeans;
 };
 
 struct EvidenceReport {

@@ -419,6 +419,21 @@ TEST(EvidenceStats, DatasetBaselineAblationEqualsEditingWithTheMean)
     }
     EXPECT_EQ(row, report.segments.size());
 
+    // Several classes of one image share each level's ablation through the cache: the effects of
+    // a second class match an uncached run exactly, and the cache holds every class.
+    std::vector<at::Tensor> cache;
+    options.effectsCache = &cache;
+    segmentEvidence(*model, c10::Device(c10::kCPU), e, options);
+    ASSERT_EQ(cache.size(), 3u);
+    EXPECT_EQ(cache[2].size(1), model->config().numClasses);
+    options.target = e.top[1].index;
+    const auto cached = segmentEvidence(*model, c10::Device(c10::kCPU), e, options);
+    options.effectsCache = nullptr;
+    const auto fresh = segmentEvidence(*model, c10::Device(c10::kCPU), e, options);
+    ASSERT_EQ(cached.segments.size(), fresh.segments.size());
+    for (size_t i = 0; i < fresh.segments.size(); ++i)
+        EXPECT_DOUBLE_EQ(cached.segments[i].effect, fresh.segments[i].effect) << "segment row " << i;
+
     // The SegmentAblator itself uses exactly the given mean.
     AblationOptions ao;
     ao.baseline = AblationBaseline::Dataset;

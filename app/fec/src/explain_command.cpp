@@ -387,6 +387,8 @@ private:
         options.ablationOptions.baseline = parseAblationBaseline(m_baseline);
         options.datasetMeans = m_datasetMeans;
         auto out = nlohmann::ordered_json::array();
+        std::vector<at::Tensor> effects;  // every class's ablation effects: each level ablated once per image
+        options.effectsCache = &effects;
         for (int64_t target : targets) {
             options.target = target;
             const auto report = explain::segmentEvidence(model, device, e, options);

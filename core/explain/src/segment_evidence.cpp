@@ -67,16 +67,25 @@ EvidenceReport segmentEvidence(FecModelImpl& model, const c10::Device& device, c
     std::vector<at::Tensor> effects(static_cast<size_t>(pyramid.levelCount()));
     if (options.ablation) {
         const auto input = e.prepared.tensor.unsqueeze(0).to(device);
+        if (options.effectsCache && options.effectsCache->size() < static_cast<size_t>(pyramid.levelCount()))
+            options.effectsCache->resize(static_cast<size_t>(pyramid.levelCount()));
         for (int level = 1; level <= pyramid.levelCount(); ++level) {
             if (cancel)
                 cancel();
-            auto ablation = options.ablationOptions;
-            if (ablation.baseline == AblationBaseline::Dataset &&
-                static_cast<size_t>(level) <= options.datasetMeans.size())
-                ablation.datasetMean = options.datasetMeans[static_cast<size_t>(level - 1)];
-            SegmentAblator ablator(model, input, level, pyramid.levels[static_cast<size_t>(level - 1)].nonEmpty,
-                                   ablation);
-            auto all = ablator.singleEffects(cancel);
+            at::Tensor all;
+            if (options.effectsCache && (*options.effectsCache)[static_cast<size_t>(level - 1)].defined()) {
+                all = (*options.effectsCache)[static_cast<size_t>(level - 1)];
+            } else {
+                auto ablation = options.ablationOptions;
+                if (ablation.baseline == AblationBaseline::Dataset &&
+                    static_cast<size_t>(level) <= options.datasetMeans.size())
+                    ablation.datasetMean = options.datasetMeans[static_cast<size_t>(level - 1)];
+                SegmentAblator ablator(model, input, level, pyramid.levels[static_cast<size_t>(level - 1)].nonEmpty,
+                                       ablation);
+                all = ablator.singleEffects(cancel);
+                if (options.effectsCache)
+                    (*options.effectsCache)[static_cast<size_t>(level - 1)] = all;
+            }
             auto effect = all.select(1, options.target);
             if (options.versus >= 0)
                 effect = effect - all.select(1, options.versus);

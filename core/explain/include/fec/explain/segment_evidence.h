@@ -45,6 +45,10 @@ struct EvidenceOptions {
     /// The Dataset baseline's mean per level (1..L at 0..L-1, EvidenceStats::levelMeans): level l
     /// ablates with datasetMeans[l-1] instead of ablationOptions.datasetMean when given.
     std::vector<at::Tensor> datasetMeans;
+    /// Optional cache of every class's ablation effects per level (index l-1: [segments, classes]
+    /// float32, SegmentAblator::singleEffects). Empty entries are computed and stored; filled ones
+    /// are reused, so several classes of one image (same baseline) ablate each level once.
+    std::vector<at::Tensor>* effectsCache = nullptr;
 };
 
 struct EvidenceReport {

@@ -1,7 +1,8 @@
 // The Evidence view: the class chooser follows the top-1 class, one bar per non-empty final
 // segment, the logit shown is bias + the segments' contributions (and the model's own logit), a
 // class change redraws the bars, and removing a segment shows the prediction the ablation engine
-// computes, off the GUI thread.
+// computes, off the GUI thread. The exact report matches the engine's, the exported view carries
+// its legend, and the ablation baseline (image mean, zero, dataset statistics) can be chosen.
 
 #include <cmath>
 #include <numeric>
@@ -10,13 +11,20 @@
 
 #include <QComboBox>
 #include <QSignalSpy>
+#include <QStandardItemModel>
+#include <QTemporaryDir>
 #include <QtTest/QtTest>
 
 #include <ATen/ATen.h>
 
 #include "explorer_fixture.h"
 #include "fec/evidence.h"
+#include "fec/explain/evidence_stats.h"
+#include "fec/explain/segment_evidence.h"
+#include "fec/file_hash.h"
+#include "fec/imaging/render.h"
 #include "fec/ui/evidence_view.h"
+#include "fec/ui/export_dialog.h"
 #include "fec/ui/image_view.h"
 #include "fec/ui/model_session.h"
 #include "fec/ui/qcustomplot_wrapper.h"
@@ -328,7 +336,240 @@ private Q_SLOTS:
         QTRY_VERIFY_WITH_TIMEOUT(!session.isBusy(), 10000);
     }
 
+    void exactReportMatchesTheEngine()
+    {
+        const int64_t a = m_result->top[0].index, b = m_result->top[1].index;
+        for (const int64_t versus : {int64_t(-1), b}) {
+            fec::explain::EvidenceOptions options;
+            options.target = a;
+            options.versus = versus;
+            options.ablation = false;
+            const auto engine =
+                fec::explain::segmentEvidence(*m_bundle->loaded.model.ptr(), c10::kCPU, *m_result, options);
+            const auto exact = exactEvidenceReport(*m_result, a, versus);
+            QCOMPARE(exact.maps.logit, engine.maps.logit);
+            QCOMPARE(exact.segments.size(), engine.segments.size());
+            for (size_t i = 0; i < exact.segments.size(); ++i) {
+                const auto &x = exact.segments[i], &y = engine.segments[i];
+                QCOMPARE(x.level, y.level);
+                QCOMPARE(x.segment, y.segment);
+                QCOMPARE(x.node, y.node);
+                QCOMPARE(x.pixels, y.pixels);
+                QVERIFY(x.x0 == y.x0 && x.y0 == y.y0 && x.x1 == y.x1 && x.y1 == y.y1);
+                QVERIFY2(std::abs(x.contribution - y.contribution) <= 1e-5 * std::max(1.0, std::abs(y.contribution)),
+                         qPrintable(QString("level %1 segment %2: %3 vs %4")
+                                        .arg(x.level)
+                                        .arg(x.segment)
+                                        .arg(x.contribution)
+                                        .arg(y.contribution)));
+                QVERIFY(std::isnan(x.effect));
+            }
+            QCOMPARE(cv::norm(exact.densityAtImage, engine.densityAtImage, cv::NORM_INF), 0.0);
+        }
+        QVERIFY_THROWS_EXCEPTION(std::out_of_range,
+                                 exactEvidenceReport(*m_result, m_result->evidence.contributions.size(1)));
+    }
+
+    void reportCarriesTheComputedEffects()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        view.setModelRunner(threadRunner());
+        QVERIFY(!EvidenceView(&selection).report());  // no result: no report
+        view.setResult(m_result);
+        auto report = view.report();
+        QVERIFY(report);
+        QCOMPARE(report->maps.logit, view.maps().logit);
+        for (const auto& s : report->segments)
+            QVERIFY(std::isnan(s.effect));  // nothing ablated yet
+        const int level = m_result->pyramid.levelCount() - 1;
+        view.setLevel(level);
+        QTRY_VERIFY_WITH_TIMEOUT(!view.isComputingEffects(), 60000);
+        joinThreads();
+        report = view.report();
+        int withEffect = 0;
+        for (const auto& s : report->segments) {
+            QCOMPARE(std::isnan(s.effect), s.level != level);
+            if (s.level == level) {
+                QVERIFY(std::abs(s.effect - view.segmentValues()[s.segment]) < 1e-6);
+                ++withEffect;
+            }
+        }
+        QCOMPARE(withEffect,
+                 static_cast<int>(m_result->pyramid.levels[static_cast<size_t>(level - 1)].nonEmpty.size()));
+        QCOMPARE(view.className(view.targetClass()), view.classCombo()->currentText());
+    }
+
+    void exportedViewCarriesTheLegend()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.resize(1100, 700);
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        view.setResult(m_result);
+        const QImage overlay = view.renderedImage();
+        const QImage exported = view.exportImage();
+        // Enlarged by a whole factor to at least 480 pixels wide.
+        const int factor = overlay.width() >= 480 ? 1 : (480 + overlay.width() - 1) / overlay.width();
+        QCOMPARE(exported.width(), overlay.width() * factor);
+        const int pictureHeight = overlay.height() * factor;
+        QVERIFY(exported.height() > pictureHeight + 40);
+        // The scale's two ends, pure blue left of pure red, in the band under the picture.
+        const auto near = [](QRgb p, double t) {
+            const auto c = fec::imaging::divergingColour(t);
+            return std::abs(qRed(p) - c[0]) + std::abs(qGreen(p) - c[1]) + std::abs(qBlue(p) - c[2]) <= 9;
+        };
+        int blueX = -1, redX = -1, dark = 0;
+        for (int y = pictureHeight; y < exported.height(); ++y)
+            for (int x = 0; x < exported.width(); ++x) {
+                const QRgb p = exported.pixel(x, y);
+                if (near(p, -1) && blueX < 0)
+                    blueX = x;
+                if (near(p, 1))
+                    redX = x;
+                dark += qGray(p) < 60;
+            }
+        QVERIFY2(blueX >= 0 && redX > blueX + exported.width() / 2, qPrintable(QString("%1 %2").arg(blueX).arg(redX)));
+        QVERIFY(dark > 100);  // the caption and the values
+
+        // "Current view" writes exactly that picture.
+        QTemporaryDir dir;
+        ExportRequest request;
+        request.kind = ExportRequest::Kind::CurrentView;
+        request.path = dir.filePath("evidence_view.png");
+        ExportDialog::exportTo(*m_result, exported, request);
+        const QImage file(request.path);
+        QCOMPARE(file.size(), exported.size());
+        QCOMPARE(file.pixel(redX, pictureHeight + 1), exported.pixel(redX, pictureHeight + 1));
+        if (const QString shots = qEnvironmentVariable("FEC_VIEWS_SCREENSHOTS"); !shots.isEmpty())
+            exported.save(QDir(shots).filePath("evidence_view_export.png"));
+    }
+
+    void baselineChoiceRecomputesTheEffects()
+    {
+        SelectionModel selection;
+        EvidenceView view(&selection);
+        view.show();
+        int tasks = 0;
+        view.setModelRunner(threadRunner(&tasks));
+        view.setResult(m_result);
+        QCOMPARE(view.baseline(), fec::AblationBaseline::Mean);
+        auto* combo = view.baselineCombo();
+        QCOMPARE(combo->count(), 3);
+        QCOMPARE(combo->currentText(), QStringLiteral("image mean"));
+        auto* items = qobject_cast<QStandardItemModel*>(combo->model());
+        QVERIFY(items);
+        // No statistics beside the model: "dataset" is offered disabled, saying how to make them.
+        QVERIFY(!items->item(2)->isEnabled());
+        QVERIFY2(items->item(2)->toolTip().contains("fec evidence-stats"), qPrintable(items->item(2)->toolTip()));
+        QVERIFY(!view.setBaseline(fec::AblationBaseline::Dataset));
+        QCOMPARE(view.baseline(), fec::AblationBaseline::Mean);
+
+        // The level below the last (the one the figure's ablation panel shows): fewer segments, faster.
+        const int level = m_result->pyramid.levelCount() - 1;
+        const auto& lv = m_result->pyramid.levels[static_cast<size_t>(level - 1)];
+        const std::vector<int32_t> segments(lv.nonEmpty.begin(), lv.nonEmpty.end());
+        const auto waitForEffects = [&] {
+            QTRY_VERIFY_WITH_TIMEOUT(!view.isComputingEffects() && view.barCount() > 0, 60000);
+            joinThreads();
+        };
+        const auto expectEffects = [&](const fec::AblationOptions& options) {
+            waitForEffects();
+            fec::SegmentAblator ablator(*m_bundle->loaded.model.ptr(), m_result->prepared.tensor.unsqueeze(0), level,
+                                        segments, options);
+            const at::Tensor effects = ablator.singleEffects();
+            for (size_t i = 0; i < segments.size(); ++i)
+                QVERIFY(std::abs(view.segmentValues()[segments[i]] - effects[i][view.targetClass()].item<double>()) <
+                        1e-4);
+        };
+        view.setLevel(level);
+        waitForEffects();  // the image mean (lowerLevelsShowCachedAblationEffects checks its values)
+        const auto meanValues = view.segmentValues();
+
+        // Zero: the cache is dropped and the level recomputed in the worker.
+        const int before = tasks;
+        QVERIFY(view.setBaseline(fec::AblationBaseline::Zero));
+        QCOMPARE(combo->currentText(), QStringLiteral("zero"));
+        QVERIFY(view.isComputingEffects());
+        QCOMPARE(tasks, before + 1);
+        fec::AblationOptions zero;
+        zero.baseline = fec::AblationBaseline::Zero;
+        expectEffects(zero);
+        QVERIFY(view.segmentValues() != meanValues);
+        QVERIFY2(view.summaryText().contains("replaced by zero"), qPrintable(view.summaryText()));
+
+        // Statistics beside (a copy of) the model: "dataset" becomes available and is used.
+        QTemporaryDir dir;
+        const QString checkpoint = dir.filePath("model.pth.tar");
+        QVERIFY(QFile::copy(fec::test::refPath("tiny_seed0.pth.tar"), checkpoint));
+        fec::explain::EvidenceStats stats;
+        stats.modelSha1 = fec::fileSha1(checkpoint.toStdString());
+        stats.data = "test";
+        stats.inputSize = 224;
+        stats.preprocess = "squash";
+        stats.images = 1;
+        const auto& dims = m_bundle->loaded.model->config().dims;
+        for (size_t l = 1; l < dims.size(); ++l) {
+            stats.positions.push_back(1);
+            stats.levelMeans.push_back(at::linspace(-0.5, 0.5, dims[l]).to(at::kFloat));
+        }
+        view.setModelPath(checkpoint);
+        QVERIFY(!items->item(2)->isEnabled());  // not written yet
+        fec::explain::writeEvidenceStats(stats, fec::explain::evidenceStatsPathFor(checkpoint.toStdString()));
+        view.setModelPath(checkpoint);
+        QVERIFY(items->item(2)->isEnabled());
+        QVERIFY2(items->item(2)->toolTip().contains("model.pth.tar.evidence-stats.json"),
+                 qPrintable(items->item(2)->toolTip()));
+        QVERIFY(view.setBaseline(fec::AblationBaseline::Dataset));
+        fec::AblationOptions dataset;
+        dataset.baseline = fec::AblationBaseline::Dataset;
+        dataset.datasetMean = stats.levelMeans[static_cast<size_t>(level - 1)];
+        expectEffects(dataset);
+
+        // Interventions use the same baseline.
+        view.setLevel(m_result->pyramid.levelCount());
+        const int32_t segment = view.rankedSegments().front();
+        view.toggleSegment(segment);
+        QTRY_VERIFY_WITH_TIMEOUT(!view.interventionProbabilities().empty(), 20000);
+        joinThreads();
+        const auto& last = m_result->pyramid.levels.back();
+        dataset.datasetMean = stats.levelMeans.back();
+        fec::SegmentAblator ablator(*m_bundle->loaded.model.ptr(), m_result->prepared.tensor.unsqueeze(0),
+                                    m_result->pyramid.levelCount(),
+                                    std::vector<int32_t>(last.nonEmpty.begin(), last.nonEmpty.end()), dataset);
+        const at::Tensor expected = at::softmax(ablator.removing({segment}).to(at::kDouble), 0);
+        const int64_t top = view.targetClass();
+        QVERIFY(std::abs(view.interventionProbabilities()[top] - expected[top].item<double>()) < 1e-5);
+
+        // The statistics gone (another model): back to the image mean.
+        view.setModelPath(QString());
+        QCOMPARE(view.baseline(), fec::AblationBaseline::Mean);
+        QVERIFY(!items->item(2)->isEnabled());
+        joinThreads();
+    }
+
 private:
+    // Runs each task on a new thread, one at a time, as the worker would run it.
+    EvidenceView::ModelRunner threadRunner(int* tasks = nullptr)
+    {
+        auto bundle = m_bundle;
+        return [this, bundle, tasks](EvidenceView::ModelTask task) {
+            if (tasks)
+                ++*tasks;
+            joinThreads();
+            m_threads.emplace_back([bundle, task] { task(*bundle->loaded.model.ptr(), bundle->device); });
+            return true;
+        };
+    }
+    void joinThreads()
+    {
+        for (auto& t : m_threads)
+            t.join();
+        m_threads.clear();
+    }
+
     std::shared_ptr<ModelBundle> m_bundle;
     ExplainResultPtr m_result;
     QStringList m_names;

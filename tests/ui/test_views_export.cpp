@@ -1,5 +1,7 @@
 // ExportDialog: figures and views in every format, data files with the right shapes, the same
-// choices through the dialog, and readable failures.
+// choices through the dialog, the evidence row of the figure, and readable failures.
+
+#include <regex>
 
 #include <QCheckBox>
 #include <QDir>
@@ -14,6 +16,9 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include "fec/checkpoint.h"
+#include "fec/evidence.h"
+#include "fec/explain/segment_evidence.h"
 #include "fec/tensor_io.h"
 #include "fec/ui/export_dialog.h"
 #include "views_fixture.h"
@@ -28,6 +33,15 @@ QByteArray readAll(const QString& path)
 {
     QFile file(path);
     return file.open(QIODevice::ReadOnly) ? file.readAll() : QByteArray();
+}
+
+// Height of the page of a one-page PDF (its MediaBox), in points.
+double pdfPageHeight(const QByteArray& pdf)
+{
+    const std::string text = pdf.toStdString();
+    std::smatch m;
+    static const std::regex box(R"(/MediaBox\s*\[\s*[-0-9.]+\s+[-0-9.]+\s+([-0-9.]+)\s+([-0-9.]+)\s*\])");
+    return std::regex_search(text, m, box) ? std::stod(m[2].str()) : 0;
 }
 
 QImage someView()
@@ -52,6 +66,186 @@ private Q_SLOTS:
         QStandardPaths::setTestModeEnabled(true);  // the dialog remembers its folder in QSettings
         m_result = test::makeExplainResult();
         QVERIFY(m_result->merger->maxK() >= 5);
+        // The same result with its evidence, as a classification model's explanation carries it.
+        m_loaded = std::make_shared<LoadedModel>(loadCheckpoint(test::referencePath("tiny_seed0.pth.tar")));
+        auto withEvidence = std::make_shared<ui::ExplainResult>(*m_result);
+        withEvidence->evidence = computeEvidence(*m_loaded->model, m_result->trace.finalMap);
+        withEvidence->top = topClasses(m_result->trace.logits[0], 5);
+        for (const auto& c : withEvidence->top)
+            withEvidence->topClasses.emplace_back(QStringLiteral("class-%1").arg(c.index), c.probability);
+        m_evidenceResult = withEvidence;
+    }
+
+    void figureWithEvidenceRowHasOneMoreRow_data()
+    {
+        QTest::addColumn<QString>("format");
+        QTest::newRow("png") << "png";
+        QTest::newRow("svg") << "svg";
+        QTest::newRow("pdf") << "pdf";
+    }
+
+    void figureWithEvidenceRowHasOneMoreRow()
+    {
+        QFETCH(QString, format);
+        QTemporaryDir dir;
+        ExportRequest request;
+        request.path = dir.filePath("plain." + format);
+        request.dpi = 100;
+        request.levels = {1, 3};
+        request.ks = {3};
+        ExportDialog::exportTo(*m_evidenceResult, QImage(), request);
+        const QByteArray plain = readAll(request.path);
+
+        // No report given: the exact part is computed from the result (three panels, no ablation).
+        ui::EvidenceRowRequest row;
+        row.target = m_evidenceResult->top.front().index;
+        row.className = QStringLiteral("Tabby");
+        request.evidence = row;
+        request.path = dir.filePath("evidence." + format);
+        QStringList steps;
+        ExportDialog::exportTo(*m_evidenceResult, QImage(), request, [&steps](int, int, const QString& step) {
+            steps << step;
+            return true;
+        });
+        QVERIFY2(steps.join('|').contains("Drawing the evidence for Tabby"), qPrintable(steps.join('|')));
+        const QByteArray withRow = readAll(request.path);
+        if (format == "png") {
+            QImage a, b;
+            QVERIFY(a.loadFromData(plain, "PNG"));
+            QVERIFY(b.loadFromData(withRow, "PNG"));
+            QCOMPARE(b.width(), a.width());  // 4 panels in both rows: as wide
+            // Two rows of panels and a legend: about twice as tall.
+            QVERIFY2(b.height() > 1.8 * a.height(), qPrintable(QString("%1 vs %2").arg(b.height()).arg(a.height())));
+        } else if (format == "svg") {
+            QCOMPARE(plain.count("<image"), 4);
+            QCOMPARE(withRow.count("<image"), 4 + 3);  // image, segments, density
+            const int levels = m_evidenceResult->pyramid.levelCount();
+            for (const QString& text :
+                 {QString("Image · logit Tabby = "), QString("Level %1 segments (±").arg(levels),
+                  QString("Density per pixel (±"), QString("+range: for Tabby"), QString("−range: against Tabby"),
+                  QString("0 (no evidence)"), QString(">Evidence<")})
+                QVERIFY2(withRow.contains(text.toUtf8()), qPrintable(text));
+            QVERIFY(!withRow.contains("ablation effects"));
+        } else {
+            QVERIFY(withRow.startsWith("%PDF"));
+            const double a = pdfPageHeight(plain), b = pdfPageHeight(withRow);
+            QVERIFY(a > 0);
+            QVERIFY2(b > 1.8 * a, qPrintable(QString("%1 vs %2 pt").arg(b).arg(a)));
+        }
+    }
+
+    void evidenceRowFromAReportShowsItsAblationAndContrast()
+    {
+        const int64_t a = m_evidenceResult->top[0].index, b = m_evidenceResult->top[1].index;
+        explain::EvidenceOptions options;
+        options.target = a;
+        options.versus = b;
+        auto report = std::make_shared<const explain::EvidenceReport>(
+            explain::segmentEvidence(*m_loaded->model, c10::kCPU, *m_evidenceResult, options));
+        QTemporaryDir dir;
+        ExportRequest request;
+        request.path = dir.filePath("contrast.svg");
+        request.levels = {1};
+        request.evidence = ui::EvidenceRowRequest{a, b, QStringLiteral("Tabby"), QStringLiteral("Lynx"), report};
+        ExportDialog::exportTo(*m_evidenceResult, QImage(), request);
+        const QByteArray svg = readAll(request.path);
+        QCOMPARE(svg.count("<image"), 2 + 4);  // image + level 1; image, segments, density, ablation
+        const int below = m_evidenceResult->pyramid.levelCount() - 1;
+        QVERIFY(svg.contains(QString("Level %1 ablation effects (±").arg(below).toUtf8()));
+        QVERIFY(svg.contains(QString("logit Tabby vs Lynx = %1").arg(report->maps.logit, 0, 'f', 3).toUtf8()));
+        if (const QString shots = qEnvironmentVariable("FEC_VIEWS_SCREENSHOTS"); !shots.isEmpty()) {
+            request.path = QDir(shots).filePath("export_evidence_figure.png");
+            request.levels = {1, 2, 3};
+            request.ks = {3};
+            request.evidence->versus = -1;
+            request.evidence->versusName.clear();
+            options.versus = -1;
+            request.evidence->report = std::make_shared<const explain::EvidenceReport>(
+                explain::segmentEvidence(*m_loaded->model, c10::kCPU, *m_evidenceResult, options));
+            ExportDialog::exportTo(*m_evidenceResult, QImage(), request);
+        }
+    }
+
+    void evidenceRowRefusedWithoutEvidenceOrForABadClass()
+    {
+        QTemporaryDir dir;
+        ExportRequest request;
+        request.path = dir.filePath("refused.png");
+        request.levels = {1};
+        request.evidence = ui::EvidenceRowRequest{};
+        try {
+            ExportDialog::exportTo(*m_result, QImage(), request);  // a result without evidence
+            QFAIL("a figure with an evidence row needs evidence");
+        } catch (const std::runtime_error& e) {
+            QVERIFY2(QString(e.what()).contains("refused.png") && QString(e.what()).contains("classifier head"),
+                     e.what());
+        }
+        const int64_t classes = m_evidenceResult->evidence.contributions.size(1);
+        request.evidence->target = classes;
+        try {
+            ExportDialog::exportTo(*m_evidenceResult, QImage(), request);
+            QFAIL("a class out of range must be refused");
+        } catch (const std::runtime_error& e) {
+            QVERIFY2(QString(e.what()).contains(QString("0 to %1").arg(classes - 1)), e.what());
+        }
+        QVERIFY(!QFile::exists(request.path));
+    }
+
+    void dialogOffersTheEvidenceRow()
+    {
+        const auto evidenceBox = [](ExportDialog& dialog) -> QCheckBox* {
+            for (auto* box : dialog.findChildren<QCheckBox*>())
+                if (box->text().remove('&').startsWith("Evidence row"))
+                    return box;
+            return nullptr;
+        };
+        {
+            // A backbone's result: nothing to offer.
+            ExportDialog dialog(m_result, someView());
+            QCheckBox* box = evidenceBox(dialog);
+            QVERIFY(box);
+            QVERIFY(!box->isEnabled());
+            QVERIFY(!dialog.request().evidence);
+        }
+        ExportDialog dialog(m_evidenceResult, someView());
+        QCheckBox* box = evidenceBox(dialog);
+        QVERIFY(box);
+        // By itself the dialog offers the top-1 class, unchecked.
+        QVERIFY(box->isEnabled());
+        QVERIFY(!box->isChecked());
+        QVERIFY2(box->text().contains(m_evidenceResult->topClasses.front().first), qPrintable(box->text()));
+        QVERIFY(!dialog.request().evidence);
+        box->setChecked(true);
+        QCOMPARE(dialog.request().evidence->target, m_evidenceResult->top.front().index);
+        QVERIFY(!dialog.request().evidence->report);
+
+        // The Evidence view's choice: checked, with its report.
+        ui::EvidenceRowRequest row;
+        row.target = m_evidenceResult->top[1].index;
+        row.versus = m_evidenceResult->top[0].index;
+        row.className = QStringLiteral("Lynx");
+        row.versusName = QStringLiteral("Tabby");
+        row.report = std::make_shared<const explain::EvidenceReport>();
+        dialog.offerEvidenceRow(row, true);
+        QVERIFY(box->isChecked());
+        QVERIFY2(box->text().contains("Lynx") && box->text().contains("Tabby"), qPrintable(box->text()));
+        const auto chosen = dialog.request().evidence;
+        QVERIFY(chosen);
+        QCOMPARE(chosen->target, row.target);
+        QCOMPARE(chosen->versus, row.versus);
+        QCOMPARE(chosen->report, row.report);
+        box->setChecked(false);
+        QVERIFY(!dialog.request().evidence);
+
+        // Round trip through setRequest.
+        ExportRequest request = dialog.request();
+        request.evidence = row;
+        dialog.setRequest(request);
+        QVERIFY(box->isChecked());
+        QCOMPARE(dialog.request().evidence->target, row.target);
+        request.evidence.reset();
+        dialog.setRequest(request);
+        QVERIFY(!box->isChecked());
     }
 
     void figureInEveryFormat_data()
@@ -301,6 +495,8 @@ private Q_SLOTS:
 
 private:
     ui::ExplainResultPtr m_result;
+    ui::ExplainResultPtr m_evidenceResult;
+    std::shared_ptr<LoadedModel> m_loaded;
 };
 
 QTEST_MAIN(TestExportDialog)

@@ -430,7 +430,7 @@ FigureRow evidenceRow(const explain::Explanation& e, const explain::EvidenceRepo
             range = std::max(range, std::abs(v));
         for (size_t i = 0; i < lv.blockLabel.size(); ++i)
             b[i] = static_cast<float>(effect[static_cast<size_t>(lv.compact[static_cast<size_t>(lv.blockLabel[i])])]);
-        row.panels.push_back({QStringLiteral("Removing a level-%1 segment (±%2)").arg(level).arg(range, 0, 'g', 3),
+        row.panels.push_back({QStringLiteral("Level %1 ablation effects (±%2)").arg(level).arg(range, 0, 'g', 3),
                               toQImage(imaging::divergingOverlay(e.image, blocks, e.prepared.mapping, range))});
     }
     // Each panel has its own symmetric range (in its title): the legend gives the colours' meaning.

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <mutex>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 
 #include <ATen/ATen.h>
@@ -10,6 +13,8 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDir>
+#include <QFileInfo>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLinearGradient>
@@ -18,9 +23,11 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSplitter>
+#include <QStandardItemModel>
 #include <QToolTip>
 #include <QVBoxLayout>
 
+#include "fec/explain/evidence_stats.h"
 #include "fec/explain/segment_evidence.h"
 #include "fec/figure/figure.h"
 #include "fec/imaging/render.h"
@@ -30,6 +37,7 @@
 #include "fec/ui/qcustomplot_wrapper.h"
 #include "fec/ui/selection_model.h"
 #include "panel_toolbar.h"
+#include "view_style.h"
 
 namespace fec::ui {
 
@@ -62,6 +70,37 @@ QString term(const QString& label, double v)
     return (v >= 0 ? QStringLiteral(" + ") : QStringLiteral(" − ")) + label + QLatin1Char(' ') + number(std::abs(v));
 }
 
+// The diverging scale in `bar` with its values under it: -range (blue), -range/2, 0
+// (transparent), +range/2, +range (red). Returns the bottom of the values' text.
+int paintDivergingScale(QPainter& p, const QRect& bar, double range, const QColor& text)
+{
+    QLinearGradient g(bar.topLeft(), bar.topRight());
+    for (int i = 0; i <= 20; ++i)
+        g.setColorAt(i / 20.0, divergingQColor(-1.0 + i / 10.0));
+    p.fillRect(bar, g);
+    p.setPen(text);
+    p.drawRect(bar.adjusted(0, 0, -1, -1));
+    const QFontMetrics fm(p.font());
+    const int y = bar.bottom() + 3 + fm.ascent();
+    // Three significant digits for small ranges, where three decimals would round the ticks away.
+    const auto value = [](double v) { return v >= 0.1 ? number(v) : QString::number(v, 'g', 3); };
+    const QString values[] = {QStringLiteral("−") + value(range), QStringLiteral("−") + value(range / 2),
+                              QStringLiteral("0"), QStringLiteral("+") + value(range / 2),
+                              QStringLiteral("+") + value(range)};
+    // The ends align with the bar's ends; the halves are centred on their ticks when there is room.
+    const bool halves = fm.horizontalAdvance(values[0] + values[1] + values[2]) * 1.3 < bar.width() / 2.0;
+    for (int i = 0; i < 5; ++i) {
+        if (!halves && (i == 1 || i == 3))
+            continue;
+        const int tick = bar.left() + static_cast<int>(std::lround(bar.width() * i / 4.0));
+        const int w = fm.horizontalAdvance(values[i]);
+        const int x = i == 0 ? bar.left() : i == 4 ? bar.right() - w : tick - w / 2;
+        p.drawLine(tick, bar.bottom(), tick, bar.bottom() + 2);
+        p.drawText(x, y, values[i]);
+    }
+    return bar.bottom() + 3 + fm.height();
+}
+
 // The diverging scale with its values: -range (blue), 0 (transparent), +range (red).
 class DivergingLegend : public QWidget {
 public:
@@ -83,36 +122,99 @@ protected:
     {
         QPainter p(this);
         p.setRenderHint(QPainter::Antialiasing);
-        const QFontMetrics fm(font());
-        const int barH = 10;
-        const QRect bar(6, 4, width() - 12, barH);
-        QLinearGradient g(bar.topLeft(), bar.topRight());
-        for (int i = 0; i <= 20; ++i) {
-            const double t = -1.0 + i / 10.0;
-            g.setColorAt(i / 20.0, divergingQColor(t));
-        }
-        p.fillRect(bar, g);
-        p.setPen(palette().color(QPalette::WindowText));
-        p.drawRect(bar.adjusted(0, 0, -1, -1));
-        const int y = bar.bottom() + 3 + fm.ascent();
-        const QString lo = QStringLiteral("−") + number(m_range), hi = QStringLiteral("+") + number(m_range);
-        const QString mid = QStringLiteral("0");
-        p.drawText(bar.left(), y, lo);
-        p.drawText(bar.center().x() - fm.horizontalAdvance(mid) / 2, y, mid);
-        p.drawText(bar.right() - fm.horizontalAdvance(hi), y, hi);
+        paintDivergingScale(p, QRect(6, 4, width() - 12, 10), m_range, palette().color(QPalette::WindowText));
     }
 
 private:
     double m_range = 1;
 };
 
-std::vector<double> softmaxOf(const at::Tensor& logits)
+// Every class's probability in class order, as the prediction panel ranks them (fec::topClasses);
+// empty when a logit is not finite.
+std::vector<double> probabilitiesOf(const at::Tensor& logits)
 {
-    const at::Tensor p = at::softmax(logits.to(at::kDouble).flatten(), 0).contiguous();
-    return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+    const auto ranked = topClasses(logits.flatten(), static_cast<int>(logits.numel()));
+    std::vector<double> p(ranked.empty() ? 0 : static_cast<size_t>(logits.numel()), 0.0);
+    for (const auto& c : ranked)
+        p[static_cast<size_t>(c.index)] = c.probability;
+    return p;
 }
 
 }  // namespace
+
+// The dataset statistics of one checkpoint, read on the model's thread at the first ablation that
+// needs them (reading hashes the checkpoint, too slow to repeat for every click), and again when
+// the file changes (`fec evidence-stats` run again).
+struct EvidenceView::DatasetStats {
+    std::string checkpoint;
+    std::mutex mutex;
+    std::optional<explain::EvidenceStats> stats;
+    std::filesystem::file_time_type written;
+
+    AblationOptions options(AblationBaseline baseline, FecModelImpl& model, int level)
+    {
+        AblationOptions o;
+        o.baseline = baseline;
+        if (baseline != AblationBaseline::Dataset)
+            return o;
+        const std::lock_guard<std::mutex> lock(mutex);
+        std::error_code ec;
+        const auto time = std::filesystem::last_write_time(explain::evidenceStatsPathFor(checkpoint), ec);
+        if (!stats || time != written) {
+            written = time;
+            stats.reset();  // never the old means after a failed read
+            stats = explain::loadEvidenceStatsFor(checkpoint, model);
+            if (!stats)
+                throw std::runtime_error(explain::evidenceStatsPathFor(checkpoint) +
+                                         " does not exist: run `fec evidence-stats` for this checkpoint");
+        }
+        o.datasetMean = explain::datasetMeanFor(*stats, level);
+        return o;
+    }
+};
+
+explain::EvidenceReport exactEvidenceReport(const explain::Explanation& e, int64_t target, int64_t versus)
+{
+    if (!e.evidence.contributions.defined())
+        throw NoClassifierError();
+    explain::EvidenceReport r;
+    const auto& pyramid = e.pyramid;
+    r.maps = evidenceMaps(e.evidence, pyramid, target, versus, 0);
+    const auto& m = e.prepared.mapping;
+    r.densityAtImage = imaging::mapToImage(r.maps.density, m, 0.f) / (m.scaleX * m.scaleY);
+    // A segment of a lower level holds the density of the pixels it covers.
+    const at::Tensor density = r.maps.density.to(at::kDouble).flatten();
+    for (int level = 1; level <= pyramid.levelCount(); ++level) {
+        const auto& lv = pyramid.levels[static_cast<size_t>(level - 1)];
+        const bool last = level == pyramid.levelCount();
+        at::Tensor located;
+        if (!last) {
+            const at::Tensor labels = pyramid.pixelLabels(level).flatten().to(at::kLong);
+            const at::Tensor inside = labels >= 0;
+            located = at::zeros({static_cast<int64_t>(lv.nonEmpty.size())}, at::kDouble)
+                          .index_add_(0, labels.masked_select(inside), density.masked_select(inside))
+                          .contiguous();
+        }
+        for (size_t i = 0; i < lv.nonEmpty.size(); ++i) {
+            explain::SegmentEvidence s;
+            s.level = level;
+            s.segment = lv.nonEmpty[i];
+            s.node = pyramid.nodeOf(level, s.segment);
+            if (s.node >= 0) {
+                const auto& node = pyramid.nodes[static_cast<size_t>(s.node)];
+                s.pixels = node.pixels;
+                s.x0 = node.x0;
+                s.y0 = node.y0;
+                s.x1 = node.x1;
+                s.y1 = node.y1;
+            }
+            s.contribution = last ? r.maps.segment[static_cast<size_t>(s.segment)]
+                                  : located.data_ptr<double>()[static_cast<int64_t>(i)];
+            r.segments.push_back(s);
+        }
+    }
+    return r;
+}
 
 EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget(parent), m_selection(selection)
 {
@@ -146,8 +248,23 @@ EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget
     m_levelCombo = new QComboBox(levelGroup);
     m_levelCombo->setToolTip(tr("The last level splits the logit exactly; lower levels show the effect of removing "
                                 "each segment (computed in the background, once per image and level)"));
+    m_levelCombo->setSizeAdjustPolicy(QComboBox::AdjustToContents);  // filled when a result arrives
     connect(m_levelCombo, &QComboBox::activated, this, [this](int i) { setLevel(i + 1); });
     levelRow->addWidget(m_levelCombo);
+    levelRow->addWidget(new QLabel(tr("Baseline"), levelGroup));
+    m_baselineCombo = new QComboBox(levelGroup);
+    m_baselineCombo->setToolTip(tr("What replaces a removed segment, for the effects of lower levels and for "
+                                   "interventions"));
+    m_baselineCombo->addItem(tr("image mean"), static_cast<int>(AblationBaseline::Mean));
+    m_baselineCombo->setItemData(0, tr("The mean feature of the image's segments at that level"), Qt::ToolTipRole);
+    m_baselineCombo->addItem(tr("zero"), static_cast<int>(AblationBaseline::Zero));
+    m_baselineCombo->setItemData(1, tr("A zero feature vector"), Qt::ToolTipRole);
+    m_baselineCombo->addItem(tr("dataset"), static_cast<int>(AblationBaseline::Dataset));
+    connect(m_baselineCombo, &QComboBox::activated, this, [this](int i) {
+        if (!setBaseline(static_cast<AblationBaseline>(m_baselineCombo->itemData(i).toInt())))
+            updateBaselineChoices();
+    });
+    levelRow->addWidget(m_baselineCombo);
     m_progress = new QProgressBar(levelGroup);
     m_progress->setFixedWidth(110);
     m_progress->setFormat(tr("ablating %p%"));
@@ -271,7 +388,9 @@ EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget
         connect(selection, &SelectionModel::selectedNodeChanged, this, &EvidenceView::updateHighlight);
         connect(selection, &SelectionModel::hoveredNodeChanged, this, &EvidenceView::updateHighlight);
     }
+    m_datasetStats = std::make_shared<DatasetStats>();
     setModelRunner({});
+    updateBaselineChoices();
     recompute();
 }
 
@@ -280,14 +399,7 @@ EvidenceView::~EvidenceView() = default;
 void EvidenceView::setResult(ExplainResultPtr result)
 {
     m_result = std::move(result);
-    ++m_resultSerial;
-    if (m_effectsCancel)
-        *m_effectsCancel = true;
-    m_effects.clear();
-    m_effectsPending = false;
-    m_effectsError.clear();
-    m_progress->hide();
-    m_cancelButton->hide();
+    dropEffects();
     if (m_result) {
         const int levels = m_result->pyramid.levelCount();
         m_level = m_level < 1 || m_level > levels ? levels : m_level;
@@ -301,8 +413,21 @@ void EvidenceView::setResult(ExplainResultPtr result)
         m_view->setPixelMapping(pixelMappingOf(m_result->prepared.mapping));
     else
         m_view->setPixelMapping({});
+    updateBaselineChoices();  // the statistics may have been written since
     rebuildClassCombos();
     recompute();
+}
+
+void EvidenceView::dropEffects()
+{
+    ++m_resultSerial;  // answers still on their way are ignored
+    if (m_effectsCancel)
+        *m_effectsCancel = true;
+    m_effects.clear();
+    m_effectsPending = false;
+    m_effectsError.clear();
+    m_progress->hide();
+    m_cancelButton->hide();
 }
 
 void EvidenceView::setClassNames(const QStringList& names)
@@ -322,6 +447,147 @@ void EvidenceView::setModelRunner(ModelRunner runner)
     m_resetButton->setEnabled(on);
     if (!on)
         m_interveneCheck->setToolTip(tr("Interventions need the model that explained the image"));
+}
+
+void EvidenceView::setModelPath(const QString& checkpointPath)
+{
+    if (checkpointPath != m_modelPath) {
+        m_modelPath = checkpointPath;
+        m_datasetStats = std::make_shared<DatasetStats>();
+        m_datasetStats->checkpoint = checkpointPath.toStdString();
+    }
+    updateBaselineChoices();
+}
+
+namespace {
+
+QString statsFileFor(const QString& checkpoint)
+{
+    return checkpoint.isEmpty() ? QString()
+                                : QString::fromStdString(explain::evidenceStatsPathFor(checkpoint.toStdString()));
+}
+
+}  // namespace
+
+void EvidenceView::updateBaselineChoices()
+{
+    const QString file = statsFileFor(m_modelPath);
+    const bool available = !file.isEmpty() && QFileInfo::exists(file);
+    if (auto* model = qobject_cast<QStandardItemModel*>(m_baselineCombo->model()))
+        if (auto* item = model->item(m_baselineCombo->findData(static_cast<int>(AblationBaseline::Dataset)))) {
+            item->setEnabled(available);
+            item->setToolTip(
+                available
+                    ? tr("The mean feature of each level over a dataset, from %1").arg(QDir::toNativeSeparators(file))
+                : file.isEmpty()
+                    ? tr("Needs the statistics beside the model: run `fec evidence-stats` for its checkpoint")
+                    : tr("Needs %1 beside the model: run `fec evidence-stats --checkpoint %2 --data …`")
+                          .arg(QFileInfo(file).fileName(), QFileInfo(m_modelPath).fileName()));
+        }
+    if (!available && m_baseline == AblationBaseline::Dataset)
+        setBaseline(AblationBaseline::Mean);  // the statistics went away (or another model came)
+    const QSignalBlocker block(m_baselineCombo);
+    m_baselineCombo->setCurrentIndex(m_baselineCombo->findData(static_cast<int>(m_baseline)));
+}
+
+QString EvidenceView::baselineDescription() const
+{
+    switch (m_baseline) {
+    case AblationBaseline::Zero:
+        return tr("zero");
+    case AblationBaseline::Dataset:
+        return tr("the dataset mean of its level");
+    case AblationBaseline::Mean:
+        break;
+    }
+    return tr("the mean of the image's segments at its level");
+}
+
+bool EvidenceView::setBaseline(AblationBaseline baseline)
+{
+    if (baseline == AblationBaseline::Dataset && !QFileInfo::exists(statsFileFor(m_modelPath)))
+        return false;
+    if (baseline == m_baseline)
+        return true;
+    m_baseline = baseline;
+    dropEffects();  // computed (or being computed) with the old baseline
+    {
+        const QSignalBlocker block(m_baselineCombo);
+        m_baselineCombo->setCurrentIndex(m_baselineCombo->findData(static_cast<int>(m_baseline)));
+    }
+    recompute();  // asks for the shown level's effects again, and for the intervention's prediction
+    return true;
+}
+
+QString EvidenceView::className(int64_t index) const
+{
+    if (index >= 0 && index < m_classCombo->count())
+        return m_classCombo->itemText(static_cast<int>(index));
+    return index >= 0 && index < m_classNames.size() ? m_classNames[static_cast<int>(index)]
+                                                     : tr("class %1").arg(index);
+}
+
+std::shared_ptr<const explain::EvidenceReport> EvidenceView::report() const
+{
+    if (!m_result || !m_result->evidence.contributions.defined() || m_result->pyramid.levelCount() == 0)
+        return nullptr;
+    auto report = std::make_shared<explain::EvidenceReport>(exactEvidenceReport(*m_result, m_target, m_versus));
+    for (auto& s : report->segments) {
+        const auto it = m_effects.constFind(s.level);
+        if (it == m_effects.constEnd())
+            continue;
+        const auto effects = it->accessor<float, 2>();  // [segments, classes]
+        const int32_t i =
+            m_result->pyramid.levels[static_cast<size_t>(s.level - 1)].compact[static_cast<size_t>(s.segment)];
+        s.effect = effects[i][m_target] - (m_versus >= 0 ? effects[i][m_versus] : 0.f);
+    }
+    return report;
+}
+
+QImage EvidenceView::exportImage() const
+{
+    if (m_rendered.isNull())
+        return {};
+    // Small images (Fashion-MNIST's are 28 pixels) are enlarged by whole factors, without smoothing,
+    // so that the legend under them stays readable and every segment keeps sharp edges.
+    constexpr int kMinWidth = 480;
+    QImage picture = m_rendered.convertToFormat(QImage::Format_RGB32);
+    if (picture.width() < kMinWidth) {
+        const int f = (kMinWidth + picture.width() - 1) / picture.width();
+        picture =
+            picture.scaled(picture.width() * f, picture.height() * f, Qt::IgnoreAspectRatio, Qt::FastTransformation);
+    }
+    const int width = picture.width();
+    QFont font = this->font();
+    font.setPixelSize(std::clamp(width / 36, 13, 28));
+    const QFontMetrics fm(font);
+    const int pad = fm.height() / 2;
+    const bool exact = m_result && m_level == m_result->pyramid.levelCount();
+    const QString what =
+        (m_view->caption().isEmpty() ? QString() : m_view->caption() + QLatin1Char('\n')) +
+        (exact
+             ? tr("Colour: contribution of each segment to the logit (blue lowers it, red raises it)")
+             : tr("Colour: effect on the logit of removing each segment (replaced by %1)").arg(baselineDescription()));
+    const QRect textBox(pad, 0, width - 2 * pad, 100000);
+    const int textHeight = fm.boundingRect(textBox, Qt::TextWordWrap, what).height();
+    const int barHeight = std::max(10, fm.height() * 2 / 3);
+    const int legendHeight = pad + textHeight + pad + barHeight + 3 + fm.height() + pad;
+
+    QImage out(width, picture.height() + legendHeight, QImage::Format_RGB32);
+    out.setDevicePixelRatio(1);
+    out.fill(Qt::white);
+    QPainter p(&out);
+    p.setRenderHint(QPainter::Antialiasing);
+    p.setRenderHint(QPainter::TextAntialiasing);
+    p.drawImage(0, 0, picture);
+    p.setFont(font);
+    p.setPen(Qt::black);
+    int y = picture.height() + pad;
+    p.drawText(QRect(pad, y, width - 2 * pad, textHeight), Qt::TextWordWrap | Qt::AlignLeft | Qt::AlignTop, what);
+    y += textHeight + pad;
+    const int margin = std::max(pad, fm.horizontalAdvance(QStringLiteral("−0.0000")) / 2 + pad);
+    paintDivergingScale(p, QRect(margin, y, width - 2 * margin, barHeight), m_range, Qt::black);
+    return out;
 }
 
 bool EvidenceView::setTargetClassName(const QString& name)
@@ -459,7 +725,7 @@ void EvidenceView::recompute()
         if (!(m_range > 0))
             m_range = 1e-6;
         const at::Tensor logits = r.trace.logits.defined() ? r.trace.logits[0] : r.evidence.logits()[0];
-        m_baseProbabilities = softmaxOf(logits);
+        m_baseProbabilities = probabilitiesOf(logits);
     }
     {
         const QSignalBlocker b1(m_classCombo), b2(m_versusCombo);
@@ -522,9 +788,10 @@ void EvidenceView::updateSummary()
                 tr("\nLevel %1: computing the effect of removing each of its %2…").arg(m_level).arg(segmentCount(n));
         else
             text += tr("\nLevel %1: each bar is the effect of removing one of its %2 (logit before minus after; the "
-                       "segment is replaced by the mean of the level's segments)")
+                       "segment is replaced by %3)")
                         .arg(m_level)
-                        .arg(segmentCount(n));
+                        .arg(segmentCount(n))
+                        .arg(baselineDescription());
     }
     m_summary->setText(text);
 
@@ -539,7 +806,7 @@ void EvidenceView::updateSummary()
     if (m_intervened.empty() && !m_keepOnly) {
         m_interventionLabel->setText(
             m_interveneCheck->isChecked()
-                ? tr("Click segments to remove them (replaced by the mean of the image's segments).")
+                ? tr("Click segments to remove them (replaced by %1).").arg(baselineDescription())
                 : QString());
         return;
     }
@@ -607,24 +874,15 @@ void EvidenceView::rebuildChart()
 void EvidenceView::showEvent(QShowEvent* event)
 {
     QWidget::showEvent(event);
+    updateBaselineChoices();
     if (m_dirty)
         render();
 }
 
 void EvidenceView::render()
 {
-    if (!m_result) {
-        m_rendered = QImage();
-        m_view->setImage(QImage());
-        m_view->setCaption(QString());
-        m_dirty = false;
+    if (!readyToRender(*this, *m_view, m_result != nullptr, m_rendered, m_dirty))
         return;
-    }
-    if (!isVisible()) {
-        m_dirty = true;
-        return;
-    }
-    m_dirty = false;
     const auto& r = *m_result;
     if (!m_shownMap.defined()) {
         m_rendered = figure::toQImage(r.image);
@@ -655,13 +913,11 @@ void EvidenceView::render()
 
 void EvidenceView::updateHighlight()
 {
-    if (!m_result || !m_selection) {
-        m_view->setHighlight({});
+    if (!showSelection(*m_view, m_result ? &m_result->pyramid : nullptr, m_selection)) {
         m_hoverBars->data()->clear();
         m_plot->replot();
         return;
     }
-    m_view->setHighlight(makeHighlight(m_result->pyramid, m_selection->selectedNode(), m_selection->hoveredNode()));
     // The bar of the hovered (else the selected) node's final segment.
     int node = m_selection->hoveredNode() >= 0 ? m_selection->hoveredNode() : m_selection->selectedNode();
     const auto& pyramid = m_result->pyramid;
@@ -735,14 +991,17 @@ void EvidenceView::requestIntervention()
     std::vector<int32_t> segments(last.nonEmpty.begin(), last.nonEmpty.end());
     const std::vector<int32_t> chosen = m_intervened;
     const bool keepOnly = m_keepOnly;
+    const AblationBaseline baseline = m_baseline;
+    const auto stats = m_datasetStats;
     QPointer<EvidenceView> self(this);
     // Runs where the model lives; the answer comes back queued, and only the latest is shown.
     const bool queued = m_runner([=](FecModelImpl& model, const c10::Device& device) {
         std::vector<double> probabilities;
         QString error;
         try {
-            SegmentAblator ablator(model, input.unsqueeze(0).to(device), level, segments);
-            probabilities = softmaxOf(keepOnly ? ablator.keepingOnly(chosen) : ablator.removing(chosen));
+            SegmentAblator ablator(model, input.unsqueeze(0).to(device), level, segments,
+                                   stats->options(baseline, model, level));
+            probabilities = probabilitiesOf(keepOnly ? ablator.keepingOnly(chosen) : ablator.removing(chosen));
         } catch (const c10::Error& e) {
             error = QString::fromStdString(e.what_without_backtrace());
         } catch (const std::exception& e) {
@@ -810,8 +1069,8 @@ void EvidenceView::requestEffects()
     const int level = m_level;
     const auto& lv = m_result->pyramid.levels[level - 1];
     std::vector<int32_t> segments(lv.nonEmpty.begin(), lv.nonEmpty.end());
-    const AblationOptions options;
-    const int batches = static_cast<int>((segments.size() + options.batch - 1) / options.batch);
+    const int batch = AblationOptions().batch;
+    const int batches = static_cast<int>((segments.size() + batch - 1) / batch);
     m_progress->setRange(0, std::max(1, batches));
     m_progress->setValue(0);
     m_progress->show();
@@ -819,6 +1078,8 @@ void EvidenceView::requestEffects()
     m_effectsPending = true;
     const at::Tensor input = m_result->prepared.tensor;
     const quint64 serial = m_resultSerial;
+    const AblationBaseline baseline = m_baseline;
+    const auto stats = m_datasetStats;
     QPointer<EvidenceView> self(this);
     const bool queued = m_runner([=](FecModelImpl& model, const c10::Device& device) {
         if (*cancel)
@@ -827,7 +1088,8 @@ void EvidenceView::requestEffects()
         QString error;
         int done = 0;
         try {
-            SegmentAblator ablator(model, input.unsqueeze(0).to(device), level, segments, options);
+            SegmentAblator ablator(model, input.unsqueeze(0).to(device), level, segments,
+                                   stats->options(baseline, model, level));
             effects = ablator.singleEffects([&] {
                 if (*cancel)
                     throw std::runtime_error("cancelled");

@@ -31,9 +31,11 @@
 #include "fec/analysis.h"
 #include "fec/atomic_file.h"
 #include "fec/explain/explain.h"
+#include "fec/explain/segment_evidence.h"
 #include "fec/figure/figure.h"
 #include "fec/imaging/kmeans.h"
 #include "fec/tensor_io.h"
+#include "fec/ui/evidence_view.h"
 
 namespace fec::ui {
 
@@ -152,6 +154,18 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
     if (!info.absoluteDir().exists())
         fail(path, QStringLiteral("the folder %1 does not exist").arg(QDir::toNativeSeparators(info.absolutePath())));
     const bool figureKind = request.kind == ExportRequest::Kind::Figure;
+    const bool evidenceRow = figureKind && request.evidence.has_value();
+    if (evidenceRow) {
+        if (!result.evidence.contributions.defined())
+            fail(path, QStringLiteral("the model has no classifier head, so the figure can have no evidence row"));
+        const int64_t classes = result.evidence.contributions.size(1);
+        const auto& ev = *request.evidence;
+        const bool targetBad = ev.target < 0 || ev.target >= classes;
+        if (targetBad || ev.versus < -1 || ev.versus >= classes)
+            fail(path, QStringLiteral("evidence row: class %1 does not exist (the model has classes 0 to %2)")
+                           .arg(targetBad ? ev.target : ev.versus)
+                           .arg(classes - 1));
+    }
     const auto& pyramid = result.pyramid;
     const int levelCount = pyramid.levelCount();
     if (figureKind)
@@ -176,7 +190,7 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
                 fail(path, QStringLiteral("k = %1 is out of range (2 to %2)").arg(k).arg(merger->maxK()));
 
     const int total = (figureKind ? 2 + static_cast<int>(request.levels.size() + request.ks.size()) : 1) +
-                      (request.writeData ? 2 + static_cast<int>(request.ks.size()) : 0);
+                      (evidenceRow ? 1 : 0) + (request.writeData ? 2 + static_cast<int>(request.ks.size()) : 0);
     int done = 0;
     const auto step = [&](const QString& what) { return !progress || progress(done++, total, what); };
 
@@ -204,11 +218,29 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
         }
         if (cancelled)
             return {};
+        std::vector<figure::FigureRow> rows{std::move(row)};
+        if (evidenceRow) {
+            const auto& ev = *request.evidence;
+            const QString what =
+                ev.versusName.isEmpty() ? ev.className : QObject::tr("%1 versus %2").arg(ev.className, ev.versusName);
+            if (!step(QObject::tr("Drawing the evidence for %1").arg(what)))
+                return {};
+            try {
+                // Without a report: the exact part, which needs no model (milliseconds).
+                const auto report = ev.report ? ev.report
+                                              : std::make_shared<const explain::EvidenceReport>(
+                                                    exactEvidenceReport(result, ev.target, ev.versus));
+                rows.push_back(
+                    figure::evidenceRow(result, *report, QObject::tr("Evidence"), ev.className, ev.versusName));
+            } catch (const std::exception& e) {
+                fail(path, QStringLiteral("cannot draw the evidence row: ") + e.what());
+            }
+        }
         if (!step(QObject::tr("Writing %1").arg(info.fileName())))
             return {};
         figure::FigureOptions options;
         options.dpi = request.dpi;
-        figure::writeFigure({row}, path, options);
+        figure::writeFigure(rows, path, options);
     } else {
         if (!step(QObject::tr("Writing %1").arg(info.fileName())))
             return {};
@@ -250,6 +282,8 @@ struct ExportDialog::Private {
     std::vector<QCheckBox*> levels;
     QLineEdit* ks = nullptr;
     QLabel* ksHint = nullptr;
+    QCheckBox* evidence = nullptr;
+    std::optional<EvidenceRowRequest> evidenceOffer;
     QCheckBox* data = nullptr;
     QLabel* error = nullptr;
     QPushButton* exportButton = nullptr;
@@ -326,6 +360,20 @@ ExportDialog::ExportDialog(ExplainResultPtr result, QImage currentView, QWidget*
     auto* ksLabel = new QLabel(tr("K-means &k:"), d->figureBox);
     ksLabel->setBuddy(d->ks);
     figureForm->addRow(ksLabel, ksRow);
+    d->evidence = new QCheckBox(d->figureBox);
+    figureForm->addRow(tr("Evidence:"), d->evidence);
+    if (d->result && d->result->evidence.contributions.defined()) {
+        EvidenceRowRequest top;
+        top.target = d->result->top.empty() ? 0 : d->result->top.front().index;
+        top.className =
+            d->result->topClasses.empty() ? tr("class %1").arg(top.target) : d->result->topClasses.front().first;
+        offerEvidenceRow(top, false);
+    } else {
+        d->evidence->setText(tr("Evidence row"));
+        d->evidence->setEnabled(false);
+        d->evidence->setToolTip(d->result ? tr("This model has no classifier head: there is no logit to split")
+                                          : tr("There is no result yet"));
+    }
     layout->addWidget(d->figureBox);
 
     d->data =
@@ -420,7 +468,25 @@ ExportRequest ExportDialog::request() const
             r.levels.push_back(static_cast<int>(i) + 1);
     r.ks = parseKs(d->ks->text(), d->maxK);
     r.writeData = d->data->isChecked();
+    if (d->evidence->isEnabled() && d->evidence->isChecked() && d->evidenceOffer)
+        r.evidence = d->evidenceOffer;
     return r;
+}
+
+void ExportDialog::offerEvidenceRow(const EvidenceRowRequest& row, bool checked)
+{
+    d->evidenceOffer = row;
+    d->evidence->setText(row.versusName.isEmpty()
+                             ? tr("E&vidence row (class ‘%1’)").arg(row.className)
+                             : tr("E&vidence row (class ‘%1’ versus ‘%2’)").arg(row.className, row.versusName));
+    d->evidence->setToolTip(
+        row.report ? tr("A second row as the Evidence view shows it: the last level's segments by their exact "
+                        "contribution, the evidence density, and the ablation effects of the level below when the "
+                        "view has computed them")
+                   : tr("A second row: the last level's segments by their exact contribution and the evidence "
+                        "density (choose a lower level in the Evidence view to add ablation effects)"));
+    d->evidence->setEnabled(d->result && d->result->evidence.contributions.defined());
+    d->evidence->setChecked(checked && d->evidence->isEnabled());
 }
 
 void ExportDialog::setRequest(const ExportRequest& request)
@@ -436,6 +502,10 @@ void ExportDialog::setRequest(const ExportRequest& request)
         ks << QString::number(k);
     d->ks->setText(ks.join(QLatin1Char(',')));
     d->data->setChecked(request.writeData);
+    if (request.evidence)
+        offerEvidenceRow(*request.evidence, true);
+    else
+        d->evidence->setChecked(false);
 }
 
 void ExportDialog::accept()

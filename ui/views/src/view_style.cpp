@@ -4,6 +4,12 @@
 #include <array>
 #include <cmath>
 
+#include <QWidget>
+
+#include "fec/ui/highlight.h"
+#include "fec/ui/image_view.h"
+#include "fec/ui/selection_model.h"
+
 namespace fec::ui::style {
 
 bool isDark(const QPalette& palette)
@@ -50,3 +56,31 @@ QColor textOn(const QColor& background)
 }
 
 }  // namespace fec::ui::style
+
+namespace fec::ui {
+
+bool readyToRender(const QWidget& panel, ImageView& view, bool hasResult, QImage& rendered, bool& dirty)
+{
+    if (!hasResult) {
+        rendered = QImage();
+        view.setImage(QImage());
+        view.setCaption(QString());
+        dirty = false;
+        return false;
+    }
+    // Hidden panels (other tabs) draw when they are shown.
+    dirty = !panel.isVisible();
+    return !dirty;
+}
+
+bool showSelection(ImageView& view, const SegmentPyramid* pyramid, const SelectionModel* selection)
+{
+    if (!pyramid || !selection) {
+        view.setHighlight({});
+        return false;
+    }
+    view.setHighlight(makeHighlight(*pyramid, selection->selectedNode(), selection->hoveredNode()));
+    return true;
+}
+
+}  // namespace fec::ui

@@ -1,10 +1,18 @@
 #pragma once
 
 // Colours shared by the secondary views, chosen from the widget palette so that light and dark
-// themes both stay readable.
+// themes both stay readable; and the steps every image view takes the same way (draw only when
+// shown, show the linked selection).
 
 #include <QColor>
+#include <QImage>
 #include <QPalette>
+
+class QWidget;
+
+namespace fec {
+struct SegmentPyramid;
+}
 
 namespace fec::ui::style {
 
@@ -20,3 +28,19 @@ QColor sequential(double t);
 QColor textOn(const QColor& background);
 
 }  // namespace fec::ui::style
+
+namespace fec::ui {
+
+class ImageView;
+class SelectionModel;
+
+/// The start of an image view's render(). Without a result: clears `view` (image and caption) and
+/// `rendered`, clears `dirty` and returns false. While `panel` is hidden (another tab): sets `dirty`
+/// (its showEvent renders then) and returns false. Otherwise clears `dirty` and returns true.
+bool readyToRender(const QWidget& panel, ImageView& view, bool hasResult, QImage& rendered, bool& dirty);
+
+/// Shows the linked selection (the selected node's region, the hovered node's outline) on `view`.
+/// Without a pyramid or a selection model it clears the highlight and returns false.
+bool showSelection(ImageView& view, const SegmentPyramid* pyramid, const SelectionModel* selection);
+
+}  // namespace fec::ui

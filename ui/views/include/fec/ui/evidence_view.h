@@ -4,7 +4,9 @@
 // contribution to a class logit (or to "class versus class") on a diverging scale, a ranked bar
 // chart of those contributions linked to the image through the SelectionModel, the bias, logit and
 // unlocated share, and interventions (remove segments, or keep only some) whose new prediction
-// the engine's SegmentAblator computes on the model's own thread.
+// the engine's SegmentAblator computes on the model's own thread. Ablation (effects of lower levels
+// and interventions) replaces a segment by a baseline: the image's mean, zero, or the dataset mean
+// stored beside the model ("<checkpoint>.evidence-stats.json", written by `fec evidence-stats`).
 
 #include <atomic>
 #include <cstdint>
@@ -20,6 +22,7 @@
 #include <QWidget>
 
 #include "fec/evidence.h"
+#include "fec/explain/segment_evidence.h"
 #include "fec/ui/explain_result.h"
 
 class QCheckBox;
@@ -34,6 +37,14 @@ namespace fec::ui {
 
 class ImageView;
 class SelectionModel;
+
+/// The exact part of explain::segmentEvidence for `explanation` (which must carry its evidence),
+/// computed without the model: the maps, the density at the image's own resolution and every
+/// segment of every level with its contribution; every `effect` is NaN (no ablation). Fast enough
+/// for the GUI thread (a few milliseconds). Throws NoClassifierError without evidence and
+/// std::out_of_range for a class outside the model's range.
+explain::EvidenceReport exactEvidenceReport(const explain::Explanation& explanation, int64_t target,
+                                            int64_t versus = -1);
 
 class EvidenceView : public QWidget {
     Q_OBJECT
@@ -53,6 +64,10 @@ public:
     void setClassNames(const QStringList& names);
     /// Without a runner, interventions are disabled.
     void setModelRunner(ModelRunner runner);
+    /// The checkpoint file of the model the runner runs: the "dataset" baseline reads the
+    /// statistics beside it (explain::evidenceStatsPathFor) and is offered only when they exist.
+    void setModelPath(const QString& checkpointPath);
+    QString modelPath() const { return m_modelPath; }
 
     /// The class explained: the top-1 class until the user (or setTargetClassName) picks one.
     int64_t targetClass() const { return m_target; }
@@ -90,6 +105,21 @@ public:
     bool keepOnly() const { return m_keepOnly; }
     /// The overlay at the image's own resolution (for export and tests).
     QImage renderedImage() const { return m_rendered; }
+    /// What "current view" exports: the overlay (enlarged without smoothing to at least 480 pixels
+    /// wide), under it what it shows (level, class, contrast) and the diverging legend with its
+    /// values (-range, -range/2, 0, +range/2, +range). Null when nothing is rendered.
+    QImage exportImage() const;
+    /// Symmetric range of the diverging scale shown (largest |value| of the level shown).
+    double range() const { return m_range; }
+    /// The name of class `index` as the class chooser shows it ("class N" without names).
+    QString className(int64_t index) const;
+    /// The report of what is shown (class, contrast): exact contributions and, for every level
+    /// whose ablation effects were computed (with the current baseline), those effects; null
+    /// without a result or evidence. For the figure export (figure::evidenceRow).
+    std::shared_ptr<const explain::EvidenceReport> report() const;
+    /// Ablation baseline for lower levels' effects and for interventions.
+    AblationBaseline baseline() const { return m_baseline; }
+    QComboBox* baselineCombo() const { return m_baselineCombo; }
     quint64 renderedRequestId() const { return m_renderedId; }
 
 public Q_SLOTS:
@@ -105,6 +135,10 @@ public Q_SLOTS:
     void setLevel(int level);
     /// Stops computing ablation effects (the last level is shown again).
     void cancelEffects();
+    /// Changes what replaces an ablated segment: drops the effects computed with the old baseline,
+    /// recomputes those of the level shown (in the worker, cancellable) and the intervention.
+    /// Dataset is refused (false) unless the statistics file exists beside the model.
+    bool setBaseline(AblationBaseline baseline);
 
 Q_SIGNALS:
     /// A new overlay and chart are on screen.
@@ -128,6 +162,10 @@ private:
     void onIntervention(quint64 generation, std::vector<double> probabilities, QString error);
     int segmentAtRank(double key) const;
     int nodeOfSegment(int32_t segment) const;
+    void updateBaselineChoices();
+    // Forgets the ablation effects of every level and stops those being computed.
+    void dropEffects();
+    QString baselineDescription() const;
 
     QPointer<SelectionModel> m_selection;
     ExplainResultPtr m_result;
@@ -155,6 +193,7 @@ private:
     QLabel* m_summary = nullptr;
     QLabel* m_interventionLabel = nullptr;
     QComboBox* m_levelCombo = nullptr;
+    QComboBox* m_baselineCombo = nullptr;
     QProgressBar* m_progress = nullptr;
     QPushButton* m_cancelButton = nullptr;
     QCustomPlot* m_plot = nullptr;
@@ -174,7 +213,12 @@ private:
     bool m_effectsPending = false;
     QString m_effectsError;
     std::shared_ptr<std::atomic<bool>> m_effectsCancel;
-    quint64 m_resultSerial = 0;  // tells answers for an older result apart
+    quint64 m_resultSerial = 0;  // tells answers for an older result (or baseline) apart
+
+    AblationBaseline m_baseline = AblationBaseline::Mean;
+    QString m_modelPath;
+    struct DatasetStats;
+    std::shared_ptr<DatasetStats> m_datasetStats;  // read once per model file, on the model's thread
 
     QImage m_rendered;
     quint64 m_renderedId = 0;

@@ -1,11 +1,14 @@
 #pragma once
 
 // Export dialog: the current view as an image, or a paper-style figure (image, chosen levels,
-// K-means merges) as PNG/SVG/PDF at a chosen DPI; optional data files. Uses the same imaging and
-// figure code as `fec explain`, so the GUI and the CLI produce the same files.
+// K-means merges, optionally a row with the segment evidence of one class) as PNG/SVG/PDF at a
+// chosen DPI; optional data files. Uses the same imaging and figure code as `fec explain`, so the
+// GUI and the CLI produce the same files.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <QDialog>
@@ -14,7 +17,22 @@
 
 #include "fec/ui/explain_result.h"
 
+namespace fec::explain {
+struct EvidenceReport;
+}
+
 namespace fec::ui {
+
+/// The evidence row of a paper figure (figure::evidenceRow): one class, or "class versus class".
+struct EvidenceRowRequest {
+    int64_t target = 0;   ///< class index
+    int64_t versus = -1;  ///< contrast class, or -1
+    QString className;    ///< as the panel titles name the class
+    QString versusName;   ///< empty without a contrast
+    /// The report for target/versus, e.g. the Evidence view's (with the ablation effects it has
+    /// computed). Null: the export computes the exact part from the result (no ablation panel).
+    std::shared_ptr<const explain::EvidenceReport> report;
+};
 
 struct ExportRequest {
     enum class Kind { CurrentView, Figure } kind = Kind::Figure;
@@ -23,6 +41,8 @@ struct ExportRequest {
     std::vector<int> levels;  ///< 1-based levels for the figure
     std::vector<int> ks;      ///< K-means k values for the figure
     bool writeData = false;   ///< also levels.npy, kmeans_k<k>.npy, hierarchy.json beside the file
+    /// Figure only: a second row with the evidence (none when empty).
+    std::optional<EvidenceRowRequest> evidence;
 };
 
 /// Progress of an export: `done` of `total` steps, the step starting now; return false to cancel.
@@ -38,6 +58,11 @@ public:
     /// The choices as they stand in the dialog (tests set them through setRequest).
     ExportRequest request() const;
     void setRequest(const ExportRequest& request);
+
+    /// Offers the evidence row in the figure (the "Evidence row (class …)" check box), checked or
+    /// not. Without an offer the dialog offers the result's top-1 class, unchecked; a result
+    /// without evidence (a backbone) offers none.
+    void offerEvidenceRow(const EvidenceRowRequest& row, bool checked);
 
     /// Writes the files for `request` (runs in the caller's thread); throws std::runtime_error
     /// with a message naming the file on failure.

@@ -42,6 +42,9 @@ std::string weightsLine(const CheckpointInfo& info);
 train::DatasetPtr openDataset(const std::string& path, const std::string& split, int64_t limit,
                               const std::vector<std::string>& storedNames);
 
+/// "h:mm:ss" for progress lines and ETAs; "?" for a negative, NaN or absurd value.
+std::string clockText(double seconds);
+
 /// Set by the first SIGINT / SIGTERM while a SignalScope lives (a second one ends the process).
 extern std::atomic<bool> g_stopRequested;
 

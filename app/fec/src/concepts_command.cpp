@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <iomanip>
 #include <iostream>
 #include <numeric>
@@ -22,55 +21,6 @@ namespace fec::cli {
 namespace {
 
 using json = nlohmann::ordered_json;
-
-std::atomic<bool> g_conceptsStop{false};
-volatile std::sig_atomic_t g_conceptsSignals = 0;
-
-extern "C" void onConceptsSignal(int sig)
-{
-    // First signal: stop at the next batch and write nothing. Second: stop now.
-    if (g_conceptsSignals++ > 0) {
-        std::signal(sig, SIG_DFL);
-        std::raise(sig);
-        return;
-    }
-    g_conceptsStop.store(true);
-}
-
-class ConceptSignals {
-public:
-    ConceptSignals()
-    {
-        g_conceptsStop = false;
-        g_conceptsSignals = 0;
-        struct sigaction action {};
-        action.sa_handler = onConceptsSignal;
-        sigemptyset(&action.sa_mask);
-        sigaction(SIGINT, &action, &m_int);
-        sigaction(SIGTERM, &action, &m_term);
-    }
-    ~ConceptSignals()
-    {
-        sigaction(SIGINT, &m_int, nullptr);
-        sigaction(SIGTERM, &m_term, nullptr);
-    }
-    ConceptSignals(const ConceptSignals&) = delete;
-    ConceptSignals& operator=(const ConceptSignals&) = delete;
-
-private:
-    struct sigaction m_int {
-    }, m_term{};
-};
-
-std::string clockText(double seconds)
-{
-    if (!(seconds >= 0) || seconds > 1e8)
-        return "?";
-    const auto s = static_cast<long long>(seconds + 0.5);
-    std::ostringstream out;
-    out << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":" << std::setw(2) << s % 60;
-    return out.str();
-}
 
 class ConceptsCommand : public Command {
 public:
@@ -121,7 +71,7 @@ public:
         auto loaded = loadModel(m_model, &device);
         const auto data = explain::openAtlasData(m_data, m_split, m_limit, m_options.seed, loaded.info.classNames);
 
-        ConceptSignals signals;
+        SignalScope signals;
         const bool tty = !m_json && ::isatty(STDERR_FILENO);
         int64_t reported = -1;
         std::string lastStage;
@@ -154,9 +104,9 @@ public:
         explain::Atlas atlas;
         try {
             atlas = explain::buildAtlas(*loaded.model, loaded.info, m_model.checkpoint, device, data, m_options,
-                                        progress, &g_conceptsStop);
+                                        progress, &g_stopRequested);
             progress(atlas.images.size(), atlas.images.size(), "writing");
-            explain::writeAtlas(atlas, m_out, *loaded.model, device, data, &g_conceptsStop);
+            explain::writeAtlas(atlas, m_out, *loaded.model, device, data, &g_stopRequested);
         } catch (const explain::AtlasCancelled&) {
             if (m_json)
                 std::cerr << json{{"stage", "interrupted"}}.dump() << std::endl;

@@ -23,16 +23,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-std::string clock(double seconds)
-{
-    if (!(seconds >= 0) || seconds > 1e8)
-        return "?";
-    const auto s = static_cast<long long>(seconds + 0.5);
-    std::ostringstream out;
-    out << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":" << std::setw(2) << s % 60;
-    return out.str();
-}
-
 class EvidenceStatsCommand : public Command {
 public:
     explicit EvidenceStatsCommand(CLI::App& parent)
@@ -92,10 +82,10 @@ public:
             const int percent = static_cast<int>(100 * done / std::max<int64_t>(1, total));
             if (tty) {
                 std::cerr << "\revidence-stats: " << done << "/" << total << " images (" << percent << "%), "
-                          << clock(elapsed) << " elapsed, ETA " << clock(eta) << "   " << std::flush;
+                          << clockText(elapsed) << " elapsed, ETA " << clockText(eta) << "   " << std::flush;
             } else if (done == total || done - reported >= std::max<int64_t>(1, total / 10)) {
                 std::cerr << "evidence-stats: " << done << "/" << total << " images (" << percent << "%), "
-                          << clock(elapsed) << " elapsed, ETA " << clock(eta) << "\n";
+                          << clockText(elapsed) << " elapsed, ETA " << clockText(eta) << "\n";
                 reported = done;
             }
         };

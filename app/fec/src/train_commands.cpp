@@ -67,6 +67,16 @@ SignalScope::~SignalScope()
     sigaction(SIGTERM, &m_term, nullptr);
 }
 
+std::string clockText(double seconds)
+{
+    if (!(seconds >= 0) || seconds > 1e8)
+        return "?";
+    const auto s = static_cast<long long>(seconds + 0.5);
+    std::ostringstream out;
+    out << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":" << std::setw(2) << s % 60;
+    return out.str();
+}
+
 train::DatasetPtr openDataset(const std::string& path, const std::string& split, int64_t limit,
                               const std::vector<std::string>& storedNames)
 {
@@ -132,16 +142,6 @@ std::string percent(double v)
     std::ostringstream s;
     s << std::fixed << std::setprecision(2) << v << "%";
     return s.str();
-}
-
-std::string duration(double seconds)
-{
-    if (!(seconds >= 0) || seconds > 1e8)
-        return "?";
-    const auto s = static_cast<long long>(seconds + 0.5);
-    std::ostringstream out;
-    out << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":" << std::setw(2) << s % 60;
-    return out.str();
 }
 
 std::vector<std::string> processArguments()
@@ -539,7 +539,7 @@ private:
                      << std::setprecision(2) << e.lr << std::fixed;
                 if (e.top1)
                     line << "  top-1 " << percent(*e.top1);
-                line << "  " << std::setprecision(1) << e.imagesPerSecond << " images/s  ETA " << duration(eta);
+                line << "  " << std::setprecision(1) << e.imagesPerSecond << " images/s  ETA " << clockText(eta);
             } else {
                 line << "epoch " << e.epoch + 1 << "/" << epochs << "  validation  loss " << std::setprecision(4)
                      << e.loss << "  top-1 " << percent(e.top1.value_or(0)) << "  top-5 "

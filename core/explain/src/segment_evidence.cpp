@@ -51,47 +51,16 @@ int64_t parseClass(const std::string& text, const std::vector<std::string>& name
     throw std::invalid_argument("no class named '" + text + "'; the model's classes are: " + list);
 }
 
-EvidenceReport segmentEvidence(FecModelImpl& model, const c10::Device& device, const Explanation& e,
-                               const EvidenceOptions& options, const CancelCheck& cancel)
+EvidenceReport exactSegmentEvidence(const Explanation& e, int64_t target, int64_t versus)
 {
     if (!e.evidence.contributions.defined())
         throw NoClassifierError();
     EvidenceReport r;
     const auto& pyramid = e.pyramid;
-    r.maps = evidenceMaps(e.evidence, pyramid, options.target, options.versus, 0);
+    r.maps = evidenceMaps(e.evidence, pyramid, target, versus, 0);
 
     const auto& m = e.prepared.mapping;
     r.densityAtImage = imaging::mapToImage(r.maps.density, m, 0.f) / (m.scaleX * m.scaleY);
-
-    // Effects of every segment of every level: one ablator per level, all segments batched.
-    std::vector<at::Tensor> effects(static_cast<size_t>(pyramid.levelCount()));
-    if (options.ablation) {
-        const auto input = e.prepared.tensor.unsqueeze(0).to(device);
-        if (options.effectsCache && options.effectsCache->size() < static_cast<size_t>(pyramid.levelCount()))
-            options.effectsCache->resize(static_cast<size_t>(pyramid.levelCount()));
-        for (int level = 1; level <= pyramid.levelCount(); ++level) {
-            if (cancel)
-                cancel();
-            at::Tensor all;
-            if (options.effectsCache && (*options.effectsCache)[static_cast<size_t>(level - 1)].defined()) {
-                all = (*options.effectsCache)[static_cast<size_t>(level - 1)];
-            } else {
-                auto ablation = options.ablationOptions;
-                if (ablation.baseline == AblationBaseline::Dataset &&
-                    static_cast<size_t>(level) <= options.datasetMeans.size())
-                    ablation.datasetMean = options.datasetMeans[static_cast<size_t>(level - 1)];
-                SegmentAblator ablator(model, input, level, pyramid.levels[static_cast<size_t>(level - 1)].nonEmpty,
-                                       ablation);
-                all = ablator.singleEffects(cancel);
-                if (options.effectsCache)
-                    (*options.effectsCache)[static_cast<size_t>(level - 1)] = all;
-            }
-            auto effect = all.select(1, options.target);
-            if (options.versus >= 0)
-                effect = effect - all.select(1, options.versus);
-            effects[static_cast<size_t>(level - 1)] = effect.to(at::kDouble).contiguous();
-        }
-    }
 
     // Lower levels: the density summed over each segment's pixels, from the block grid.
     const int64_t blockPixels = static_cast<int64_t>(pyramid.blockSize) * pyramid.blockSize;
@@ -119,10 +88,49 @@ EvidenceReport segmentEvidence(FecModelImpl& model, const c10::Device& device, c
             }
             s.contribution =
                 level == pyramid.levelCount() ? r.maps.segment[static_cast<size_t>(s.segment)] : located[i];
-            if (options.ablation)
-                s.effect = effects[static_cast<size_t>(level - 1)][static_cast<int64_t>(i)].item<double>();
             r.segments.push_back(s);
         }
+    }
+    return r;
+}
+
+EvidenceReport segmentEvidence(FecModelImpl& model, const c10::Device& device, const Explanation& e,
+                               const EvidenceOptions& options, const CancelCheck& cancel)
+{
+    auto r = exactSegmentEvidence(e, options.target, options.versus);
+    if (!options.ablation)
+        return r;
+
+    // Effects of every segment of every level: one ablator per level, all segments batched.
+    const auto& pyramid = e.pyramid;
+    const auto input = e.prepared.tensor.unsqueeze(0).to(device);
+    if (options.effectsCache && options.effectsCache->size() < static_cast<size_t>(pyramid.levelCount()))
+        options.effectsCache->resize(static_cast<size_t>(pyramid.levelCount()));
+    size_t row = 0;  // r.segments is level by level, in each level's nonEmpty order
+    for (int level = 1; level <= pyramid.levelCount(); ++level) {
+        if (cancel)
+            cancel();
+        at::Tensor all;
+        if (options.effectsCache && (*options.effectsCache)[static_cast<size_t>(level - 1)].defined()) {
+            all = (*options.effectsCache)[static_cast<size_t>(level - 1)];
+        } else {
+            auto ablation = options.ablationOptions;
+            if (ablation.baseline == AblationBaseline::Dataset &&
+                static_cast<size_t>(level) <= options.datasetMeans.size())
+                ablation.datasetMean = options.datasetMeans[static_cast<size_t>(level - 1)];
+            SegmentAblator ablator(model, input, level, pyramid.levels[static_cast<size_t>(level - 1)].nonEmpty,
+                                   ablation);
+            all = ablator.singleEffects(cancel);
+            if (options.effectsCache)
+                (*options.effectsCache)[static_cast<size_t>(level - 1)] = all;
+        }
+        auto effect = all.select(1, options.target);
+        if (options.versus >= 0)
+            effect = effect - all.select(1, options.versus);
+        effect = effect.to(at::kDouble).contiguous();
+        const auto* v = effect.data_ptr<double>();
+        for (int64_t i = 0; i < effect.numel(); ++i)
+            r.segments[row++].effect = v[i];
     }
     return r;
 }

@@ -67,6 +67,10 @@ struct EvidenceReport {
 EvidenceReport segmentEvidence(FecModelImpl& model, const c10::Device& device, const Explanation& explanation,
                                const EvidenceOptions& options, const CancelCheck& cancel = {});
 
+/// The exact part of segmentEvidence() (no ablation: every effect NaN), which needs no model:
+/// the evidence maps and every segment's contribution. Milliseconds.
+EvidenceReport exactSegmentEvidence(const Explanation& explanation, int64_t target, int64_t versus = -1);
+
 /// "level,segment,pixels,x0,y0,x1,y1,contribution,ablation_effect\n" and one line per segment.
 std::string segmentsCsv(const EvidenceReport& report);
 

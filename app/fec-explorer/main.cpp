@@ -42,7 +42,7 @@ int main(int argc, char** argv)
                                         QStringLiteral("CKPT"));
     const QCommandLineOption view(
         QStringLiteral("view"),
-        QStringLiteral("View to show: pyramid, compare, hierarchy, 3d, heads, statistics, evidence."),
+        QStringLiteral("View to show: pyramid, compare, hierarchy, 3d, heads, statistics, evidence, concepts."),
         QStringLiteral("VIEW"));
     const QCommandLineOption level(QStringLiteral("level"), QStringLiteral("Pyramid level to show (1 = finest)."),
                                    QStringLiteral("N"));
@@ -64,7 +64,11 @@ int main(int argc, char** argv)
         QStringLiteral("class"),
         QStringLiteral("Class the Evidence view explains, by name or index (default: the top-1 class)."),
         QStringLiteral("NAME"));
-    parser.addOptions({checkpoint, view, level, k, screenshot, size, preprocess, device, className});
+    const QCommandLineOption atlas(
+        QStringLiteral("atlas"),
+        QStringLiteral("Concept atlas folder (written by `fec concepts`) to open in the Concepts view."),
+        QStringLiteral("DIR"));
+    parser.addOptions({checkpoint, view, level, k, screenshot, size, preprocess, device, className, atlas});
     parser.addPositionalArgument(QStringLiteral("IMAGE"), QStringLiteral("Images or folders to open."),
                                  QStringLiteral("[IMAGE...]"));
     parser.process(app);
@@ -76,7 +80,8 @@ int main(int argc, char** argv)
     fec::ui::MainWindow::View startView = fec::ui::MainWindow::View::Pyramid;
     if (parser.isSet(view) && !fec::ui::MainWindow::viewFromName(parser.value(view), &startView))
         return usageError(
-            QStringLiteral("unknown --view '%1' (pyramid, compare, hierarchy, 3d, heads, statistics, evidence)")
+            QStringLiteral(
+                "unknown --view '%1' (pyramid, compare, hierarchy, 3d, heads, statistics, evidence, concepts)")
                 .arg(parser.value(view)));
     auto intOption = [&](const QCommandLineOption& option, int min, int* out) {
         if (!parser.isSet(option))
@@ -100,6 +105,10 @@ int main(int argc, char** argv)
     if (parser.isSet(device) && deviceValue != QLatin1String("auto") && deviceValue != QLatin1String("cpu") &&
         !deviceValue.startsWith(QLatin1String("cuda")))
         return usageError(QStringLiteral("--device takes auto, cpu or cuda"));
+    if (parser.isSet(atlas) && !QFileInfo(parser.value(atlas)).isDir())
+        return usageError(QStringLiteral("--atlas %1: not a folder").arg(parser.value(atlas)));
+    if (parser.isSet(atlas) && !parser.isSet(view))
+        startView = fec::ui::MainWindow::View::Concepts;
     if (parser.isSet(checkpoint) && !QFileInfo::exists(parser.value(checkpoint)))
         return usageError(QStringLiteral("checkpoint %1: no such file").arg(parser.value(checkpoint)));
 
@@ -128,6 +137,8 @@ int main(int argc, char** argv)
         window.openCheckpoint(parser.value(checkpoint));
     if (!parser.positionalArguments().isEmpty())
         window.openImages(parser.positionalArguments());
+    if (parser.isSet(atlas))
+        window.openAtlas(parser.value(atlas));
 
     if (automated) {
         auto* task = new fec::ui::ScreenshotTask(&window, parser.value(screenshot), 120000, &app);

@@ -140,6 +140,19 @@ TEST_F(Concepts, WritesTheDocumentedFilesWithTheirShapes)
         ASSERT_FALSE(sheet.empty()) << "concept_" << k << ".png";
         EXPECT_GT(sheet.cols, 400);
         EXPECT_GT(sheet.rows, 150);
+        // contactSheetTiles is where the window finds a clicked tile: every kept segment's tile lies
+        // inside the sheet, holds a drawn crop (not the white paper), and tiles do not overlap.
+        const auto& summary = s_atlas->concepts[static_cast<size_t>(k)];
+        const auto tiles = explain::contactSheetTiles(summary);
+        ASSERT_EQ(tiles.size(), summary.typical.size() + summary.contributing.size());
+        for (size_t i = 0; i < tiles.size(); ++i) {
+            const cv::Rect r(tiles[i].x, tiles[i].y, tiles[i].width, tiles[i].height);
+            ASSERT_EQ(r & cv::Rect(0, 0, sheet.cols, sheet.rows), r) << "tile " << i << " of concept " << k;
+            const cv::Mat picture = sheet(cv::Rect(r.x, r.y, r.width, r.width));  // the square crop
+            EXPECT_LT(cv::mean(picture)[0], 250.0) << "tile " << i << " of concept " << k << " is blank";
+            for (size_t j = 0; j < i; ++j)
+                EXPECT_EQ((r & cv::Rect(tiles[j].x, tiles[j].y, tiles[j].width, tiles[j].height)).area(), 0);
+        }
     }
     // Nothing but the atlas is left beside it (no partial folder).
     for (const auto& entry : fs::directory_iterator(*s_root))
@@ -282,7 +295,17 @@ TEST_F(Concepts, ReadsBackWhatWasWrittenAndKeepsNames)
 
     fs::copy(dir("a"), dir("named"));
     const auto before = readText(dir("named") / "assignments.npy");
+    const auto sheet0 = cv::imread((dir("named") / "concept_0.png").string()),
+               sheet1 = cv::imread((dir("named") / "concept_1.png").string());
     writeConceptNames(dir("named").string(), {"collar", "", "sole", "strap"});
+    // A renamed concept's sheet gets the name in its title line, nothing else changes; an
+    // unchanged one is not rewritten.
+    const auto renamed0 = cv::imread((dir("named") / "concept_0.png").string());
+    ASSERT_EQ(renamed0.size(), sheet0.size());
+    const cv::Rect title(0, 0, sheet0.cols, 24), rest(0, 24, sheet0.cols, sheet0.rows - 24);
+    EXPECT_GT(cv::norm(renamed0(title), sheet0(title), cv::NORM_L1), 0.0);
+    EXPECT_EQ(cv::norm(renamed0(rest), sheet0(rest), cv::NORM_L1), 0.0);
+    EXPECT_EQ(cv::norm(cv::imread((dir("named") / "concept_1.png").string()), sheet1, cv::NORM_L1), 0.0);
     const auto named = readAtlas(dir("named").string());
     EXPECT_EQ(named.concepts[0].name, "collar");
     EXPECT_EQ(named.conceptLabel(0), "collar");

@@ -213,6 +213,31 @@ private Q_SLOTS:
         QVERIFY(view.interventionProbabilities().empty());
         QVERIFY(view.interventionSegments().empty());
         QCOMPARE(qobject_cast<QCPBars*>(view.plot()->plottable(2))->data()->size(), 0);
+
+        // Interventions act on the level shown: two level-1 segments removed, as the engine says.
+        view.setLevel(1);
+        const auto& first = m_result->pyramid.levels.front();
+        const std::vector<int32_t> two{first.nonEmpty[0], first.nonEmpty[first.nonEmpty.size() / 2]};
+        view.toggleSegment(two[0]);
+        view.toggleSegment(two[1]);
+        QTRY_VERIFY_WITH_TIMEOUT(!view.interventionProbabilities().empty() &&
+                                     view.interventionText().contains(QStringLiteral("2 segments of level 1")),
+                                 20000);
+        QTRY_VERIFY_WITH_TIMEOUT(!view.interventionText().contains(QStringLiteral("computing")), 20000);
+        for (auto& t : m_threads)
+            t.join();
+        m_threads.clear();
+        fec::SegmentAblator low(*m_bundle->loaded.model.ptr(), m_result->prepared.tensor.unsqueeze(0), 1,
+                                std::vector<int32_t>(first.nonEmpty.begin(), first.nonEmpty.end()));
+        const at::Tensor lowExpected = at::softmax(low.removing(two).to(at::kDouble), 0);
+        QVERIFY(std::abs(view.interventionProbabilities()[top] - lowExpected[top].item<double>()) < 1e-5);
+        // Another level starts from the whole image again.
+        view.setLevel(m_result->pyramid.levelCount());
+        QVERIFY(view.interventionSegments().empty());
+        QVERIFY(view.interventionProbabilities().empty());
+        for (auto& t : m_threads)
+            t.join();
+        m_threads.clear();
     }
 
     void lowerLevelsShowCachedAblationEffects()

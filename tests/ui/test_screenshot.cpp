@@ -96,6 +96,47 @@ private Q_SLOTS:
             QFile::copy(out, QDir(qEnvironmentVariable("FEC_SCREENSHOT_DIR")).filePath(view + QStringLiteral(".png")));
     }
 
+    // `fec-explorer --atlas DIR --view concepts --screenshot FILE` on an atlas that `fec concepts`
+    // wrote (32 Fashion-MNIST test images, the default model, K = 3).
+    void conceptsViewOfAnAtlas()
+    {
+        const QString model = QStringLiteral(FEC_SOURCE_DIR "/models/fec-fashion-128.pth.tar");
+        const QString fashion = QStringLiteral("/usr/share/datasets/fashion-mnist");
+        QVERIFY2(QFile::exists(fashion + QStringLiteral("/t10k-labels-idx1-ubyte.gz")) ||
+                     QFile::exists(fashion + QStringLiteral("/t10k-labels-idx1-ubyte")),
+                 "Fashion-MNIST is missing: scripts/install-deps.sh installs dataset-fashion-mnist");
+        const QString atlas = m_dir.filePath(QStringLiteral("atlas"));
+        QProcess fec;
+        fec.setProcessChannelMode(QProcess::MergedChannels);
+        fec.start(QStringLiteral(FEC_EXE),
+                  {QStringLiteral("--threads"), QStringLiteral("2"), QStringLiteral("concepts"),
+                   QStringLiteral("--checkpoint"), model, QStringLiteral("--data"), fashion, QStringLiteral("--out"),
+                   atlas, QStringLiteral("--limit"), QStringLiteral("32"), QStringLiteral("--k"), QStringLiteral("3")});
+        QVERIFY(fec.waitForFinished(120000));
+        QVERIFY2(fec.exitCode() == 0, fec.readAll().constData());
+
+        const QString out = m_dir.filePath(QStringLiteral("concepts.png"));
+        Run run =
+            runExplorer({QStringLiteral("--checkpoint"), model, QStringLiteral("--atlas"), atlas,
+                         QStringLiteral("--view"), QStringLiteral("concepts"), QStringLiteral("--screenshot"), out});
+        QVERIFY2(run.exitCode == 0, qPrintable(run.output));
+        QImage image(out);
+        QVERIFY2(!image.isNull(), qPrintable(out));
+        QSet<QRgb> colours;
+        for (int y = 0; y < image.height(); y += 3)
+            for (int x = 0; x < image.width(); x += 3)
+                colours.insert(image.pixel(x, y) & 0xffffff);
+        QVERIFY2(colours.size() > 200, qPrintable(QStringLiteral("only %1 distinct colours").arg(colours.size())));
+
+        // A folder that is not there: a non-zero exit naming it, and no screenshot.
+        run = runExplorer({QStringLiteral("--checkpoint"), model, QStringLiteral("--atlas"),
+                           m_dir.filePath(QStringLiteral("no-atlas-here")), QStringLiteral("--screenshot"),
+                           m_dir.filePath(QStringLiteral("bad3.png"))});
+        QVERIFY2(run.exitCode > 0, qPrintable(run.output));
+        QVERIFY2(run.output.contains(QStringLiteral("no-atlas-here")), qPrintable(run.output));
+        QVERIFY(!QFile::exists(m_dir.filePath(QStringLiteral("bad3.png"))));
+    }
+
     void failuresExitNonZero()
     {
         const QString corrupt = m_dir.filePath(QStringLiteral("corrupt.pth.tar"));

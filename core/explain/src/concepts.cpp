@@ -19,6 +19,7 @@
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "fec/analysis.h"
@@ -288,23 +289,62 @@ struct Tile {
 
 constexpr int kTile = 112, kCaption = 30, kGap = 4, kColumns = 8, kHeader = 24;
 
+// The layout of a contact sheet with sections of `counts` tiles: a title line, then per section a
+// heading line and rows of kColumns tiles (each kTile square with a kCaption caption below).
+struct SheetLayout {
+    std::vector<int> headingY;                 // top of each section's heading line
+    std::vector<std::vector<cv::Rect>> tiles;  // per section, caption included
+    int width = kColumns * (kTile + kGap) + kGap, height = 0;
+};
+
+SheetLayout sheetLayout(const std::vector<size_t>& counts)
+{
+    SheetLayout layout;
+    int y = kHeader;
+    for (auto count : counts) {
+        layout.headingY.push_back(y);
+        y += kHeader;
+        layout.tiles.emplace_back();
+        for (size_t i = 0; i < count; ++i) {
+            const int col = static_cast<int>(i % kColumns), row = static_cast<int>(i / kColumns);
+            layout.tiles.back().emplace_back(kGap + col * (kTile + kGap), y + row * (kTile + kCaption + kGap), kTile,
+                                             kTile + kCaption);
+        }
+        y += std::max<int>(1, static_cast<int>((count + kColumns - 1) / kColumns)) * (kTile + kCaption + kGap);
+    }
+    layout.height = y + kGap;
+    return layout;
+}
+
+// The title line of a concept's contact sheet.
+std::string sheetTitle(const std::string& label, int64_t size, double purity)
+{
+    std::ostringstream title;
+    title << label << ": " << size << " segments, purity " << std::fixed << std::setprecision(2) << purity;
+    return title.str();
+}
+
+void drawSheetTitle(cv::Mat& sheet, const std::string& title)
+{
+    cv::rectangle(sheet, cv::Rect(0, 0, sheet.cols, kHeader), cv::Scalar(255, 255, 255), cv::FILLED);
+    cv::putText(sheet, title, {kGap, 17}, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+}
+
 cv::Mat contactSheet(const std::string& title, const std::vector<std::pair<std::string, std::vector<Tile>>>& sections)
 {
-    int rows = 0;
+    std::vector<size_t> counts;
     for (const auto& s : sections)
-        rows += std::max<int>(1, static_cast<int>((s.second.size() + kColumns - 1) / kColumns));
-    const int width = kColumns * (kTile + kGap) + kGap;
-    const int height = kHeader + static_cast<int>(sections.size()) * kHeader + rows * (kTile + kCaption + kGap) + kGap;
-    cv::Mat sheet(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
+        counts.push_back(s.second.size());
+    const auto layout = sheetLayout(counts);
+    cv::Mat sheet(layout.height, layout.width, CV_8UC3, cv::Scalar(255, 255, 255));
     const auto font = cv::FONT_HERSHEY_SIMPLEX;
-    cv::putText(sheet, title, {kGap, 17}, font, 0.5, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-    int y = kHeader;
-    for (const auto& [heading, tiles] : sections) {
-        cv::putText(sheet, heading, {kGap, y + 16}, font, 0.42, cv::Scalar(60, 60, 60), 1, cv::LINE_AA);
-        y += kHeader;
+    drawSheetTitle(sheet, title);
+    for (size_t s = 0; s < sections.size(); ++s) {
+        const auto& [heading, tiles] = sections[s];
+        cv::putText(sheet, heading, {kGap, layout.headingY[s] + 16}, font, 0.42, cv::Scalar(60, 60, 60), 1,
+                    cv::LINE_AA);
         for (size_t i = 0; i < tiles.size(); ++i) {
-            const int col = static_cast<int>(i % kColumns), row = static_cast<int>(i / kColumns);
-            const int x0 = kGap + col * (kTile + kGap), y0 = y + row * (kTile + kCaption + kGap);
+            const int x0 = layout.tiles[s][i].x, y0 = layout.tiles[s][i].y;
             tiles[i].picture.copyTo(sheet(cv::Rect(x0, y0, kTile, kTile)));
             auto fit = [&](std::string text) {
                 // Keep the end of long paths: the file name matters most.
@@ -318,7 +358,6 @@ cv::Mat contactSheet(const std::string& title, const std::vector<std::pair<std::
             cv::putText(sheet, fit(tiles[i].label), {x0, y0 + kTile + 25}, font, 0.33, cv::Scalar(90, 90, 90), 1,
                         cv::LINE_AA);
         }
-        y += std::max<int>(1, static_cast<int>((tiles.size() + kColumns - 1) / kColumns)) * (kTile + kCaption + kGap);
     }
     return sheet;
 }
@@ -834,12 +873,9 @@ void writeAtlas(const Atlas& atlas, const std::string& dir, FecModelImpl& model,
                 typical.push_back(tiles.at(i));
             for (auto i : c.contributing)
                 contributing.push_back(tiles.at(i));
-            std::ostringstream title;
-            title << atlas.conceptLabel(c.id) << ": " << c.size << " segments, purity " << std::fixed
-                  << std::setprecision(2) << c.purity;
-            const auto sheet =
-                contactSheet(title.str(), {{"most typical (nearest the centre)", typical},
-                                           {"most contributing (evidence for the predicted class)", contributing}});
+            const auto sheet = contactSheet(sheetTitle(atlas.conceptLabel(c.id), c.size, c.purity),
+                                            {{"most typical (nearest the centre)", typical},
+                                             {"most contributing (evidence for the predicted class)", contributing}});
             imaging::writeImageAtomic((temp / ("concept_" + std::to_string(c.id) + ".png")).string(), sheet);
         }
         checkCancel(cancel);
@@ -1014,9 +1050,25 @@ void writeConceptNames(const std::string& dir, const std::vector<std::string>& n
     if (concepts.size() != names.size())
         throw std::invalid_argument(printablePath(path) + " has " + std::to_string(concepts.size()) + " concepts, " +
                                     std::to_string(names.size()) + " names were given");
-    for (size_t i = 0; i < names.size(); ++i)
+    std::vector<size_t> renamed;
+    for (size_t i = 0; i < names.size(); ++i) {
+        if (concepts[i].value("name", std::string()) != names[i])
+            renamed.push_back(i);
         concepts[i]["name"] = names[i];
+    }
     writeFileAtomic(path, j.dump(2) + "\n");
+    // The contact sheets carry the name in their title line: redraw that line of each renamed one.
+    for (auto i : renamed) {
+        const auto sheetPath = (fs::path(dir) / ("concept_" + std::to_string(i) + ".png")).string();
+        cv::Mat sheet = cv::imread(sheetPath, cv::IMREAD_COLOR);
+        if (sheet.empty() || sheet.rows <= kHeader)
+            continue;  // a missing sheet is reported where sheets are shown
+        cv::cvtColor(sheet, sheet, cv::COLOR_BGR2RGB);
+        const auto& c = concepts[i];
+        const std::string label = names[i].empty() ? "concept " + std::to_string(i) : names[i];
+        drawSheetTitle(sheet, sheetTitle(label, c.value("size", int64_t{0}), c.value("purity", 0.0)));
+        imaging::writeImageAtomic(sheetPath, sheet);
+    }
 }
 
 void checkAtlasModel(const Atlas& atlas, const std::string& checkpointPath)
@@ -1043,6 +1095,32 @@ std::vector<int32_t> nearestConcepts(const Atlas& atlas, const at::Tensor& repre
     for (int64_t i = 0; i < m; ++i)
         out[static_cast<size_t>(i)] = nearest(reps.data_ptr<float>() + i * d, centres.data_ptr<float>(), k, d, nullptr);
     return out;
+}
+
+std::vector<int32_t> segmentConcepts(const Atlas& atlas, const SegmentPyramid& pyramid)
+{
+    const int level = atlas.level;
+    if (level < 1 || level > pyramid.levelCount() || !pyramid.representatives[level - 1].defined())
+        throw std::invalid_argument("this model has no level " + std::to_string(level) +
+                                    " with representatives (the atlas's level)");
+    const auto& lv = pyramid.levels[static_cast<size_t>(level - 1)];
+    const auto ids = at::tensor(std::vector<int64_t>(lv.nonEmpty.begin(), lv.nonEmpty.end()), at::kLong);
+    const auto& reps = pyramid.representatives[level - 1];
+    return nearestConcepts(atlas, reps.index_select(0, ids.to(reps.device())));
+}
+
+std::vector<SheetTile> contactSheetTiles(const ConceptSummary& summary)
+{
+    const auto layout = sheetLayout({summary.typical.size(), summary.contributing.size()});
+    std::vector<SheetTile> tiles;
+    for (size_t s = 0; s < 2; ++s) {
+        const auto& segments = s == 0 ? summary.typical : summary.contributing;
+        for (size_t i = 0; i < segments.size(); ++i) {
+            const auto& r = layout.tiles[s][i];
+            tiles.push_back({segments[i], r.x, r.y, r.width, r.height});
+        }
+    }
+    return tiles;
 }
 
 }  // namespace fec::explain

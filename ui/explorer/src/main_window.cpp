@@ -16,6 +16,7 @@
 
 #include "fec/resources.h"
 #include "fec/ui/compare_panel.h"
+#include "fec/ui/concepts_view.h"
 #include "fec/ui/error_presenter.h"
 #include "fec/ui/evidence_view.h"
 #include "fec/ui/heads_view.h"
@@ -23,6 +24,7 @@
 #include "fec/ui/image_gallery.h"
 #include "fec/ui/image_view.h"
 #include "fec/ui/lineage_panel.h"
+#include "fec/ui/model_bundle.h"
 #include "fec/ui/model_info_panel.h"
 #include "fec/ui/model_session.h"
 #include "fec/ui/prediction_panel.h"
@@ -181,6 +183,8 @@ void MainWindow::Private::buildCentral()
     tabs->addTab(view3dHost, tr("3D"));
     tabs->addTab(stats, tr("Statistics"));
     tabs->addTab(evidence, tr("Evidence"));
+    concepts = new ConceptsView(tabs);
+    tabs->addTab(concepts, tr("Concepts"));
     tabs->setTabToolTip(0, tr("The image with one level of the segment pyramid, or a K-means merge"));
     tabs->setTabToolTip(1, tr("Levels, encoding heads, K-means merges and a second checkpoint side by side"));
     tabs->setTabToolTip(2, tr("The linked hierarchy of segments as a tree"));
@@ -189,6 +193,20 @@ void MainWindow::Private::buildCentral()
     tabs->setTabToolTip(5, tr("Segment sizes, assignment margins, empty clusters and head agreement"));
     tabs->setTabToolTip(
         6, tr("Why this prediction: each final segment's contribution to a class logit, and interventions"));
+    tabs->setTabToolTip(7, tr("The concept atlas: the recurring parts the model found across a whole dataset"));
+    QObject::connect(concepts, &ConceptsView::segmentActivated, q, &MainWindow::openSegment);
+    // The Pyramid view can name the atlas level's segments by concept (and shows renames).
+    QObject::connect(concepts, &ConceptsView::atlasChanged, q, [this] {
+        pyramid->setConceptAtlas(concepts->atlas());
+        evidence->setConceptAtlas(concepts->atlas());
+    });
+    QObject::connect(concepts, &ConceptsView::failed, q, [this](const QString& title, const QString& message) {
+        reportError(title, message, options.interactive);
+    });
+    QObject::connect(concepts, &ConceptsView::buildFinished, q, [this](bool ok, const QString& message) {
+        if (ok)
+            flash(message, 8000);
+    });
     stack->addWidget(tabs);
     q->setCentralWidget(stack);
 
@@ -314,6 +332,7 @@ void MainWindow::Private::connectController()
         }
         rebuildModelMenus();
         clearError();
+        updateConceptsModel();
         updateCentralPage();
         updateStatus();
         flash(tr("Loaded %1 (%2, %3)").arg(s.fileName, s.variant, s.device), 5000);
@@ -350,10 +369,60 @@ void MainWindow::Private::onResult()
     lineage->setResult(r);
     prediction->setPredictions(r->topClasses, tr("This model has no classifier head (a backbone)."));
     applyToTab(tabs->currentWidget());
+    selectPendingSegment();
     updateCentralPage();
     updateStatus();
     updateBusy();
     finishUpdate();
+}
+
+void MainWindow::Private::selectPendingSegment()
+{
+    const ExplainResultPtr r = controller->result();
+    if (!r || pendingImage.isEmpty() || QFileInfo(r->imagePath).absoluteFilePath() != pendingImage)
+        return;
+    pendingImage.clear();
+    const auto atlas = concepts->atlas();
+    if (atlas && atlas->inputSize > 0 && atlas->inputSize != r->size) {
+        reportError(tr("Segment not selected"),
+                    tr("The atlas was built at %1 × %1 pixels and the explorer runs at %2 × %2: the segment ids do "
+                       "not match (Model ▸ Input Size)")
+                        .arg(atlas->inputSize)
+                        .arg(r->size),
+                    false);
+        return;
+    }
+    const int node = r->pyramid.nodeOf(pendingLevel, pendingSegment);
+    if (node < 0) {
+        reportError(tr("Segment not selected"),
+                    tr("Level %1 of this image has no segment %2").arg(pendingLevel).arg(pendingSegment), false);
+        return;
+    }
+    selection->setSelectedNode(node);
+}
+
+void MainWindow::Private::updateConceptsModel()
+{
+    const ModelSession* session = primary();
+    if (!session->isLoaded()) {
+        concepts->setModelFactory({});
+        return;
+    }
+    const ModelLoadOptions load = session->options();
+    concepts->setCheckpoint(session->summary().path);
+    // A copy of the model of its own, loaded on the build's thread.
+    concepts->setModelFactory([load] {
+        const std::shared_ptr<ModelBundle> bundle = loadModelBundle(load);
+        bundle->loaded.model->eval();
+        ConceptsView::BuildModel m;
+        m.keepAlive = bundle;
+        m.model = bundle->loaded.model.ptr().get();
+        m.info = bundle->loaded.info;
+        m.checkpoint = load.path.toStdString();
+        m.device = bundle->device;
+        m.classNames = bundle->classNames;
+        return m;
+    });
 }
 
 void MainWindow::Private::onSecondaryResult(const ExplainResultPtr& r)
@@ -427,6 +496,7 @@ void MainWindow::Private::applyToTab(QWidget* tab)
     } else if (tab == evidence) {
         evidence->setResult(result);
     }
+    // The Concepts view does not depend on the current image.
 }
 
 void MainWindow::Private::ensure3D()
@@ -505,9 +575,10 @@ ImageView* MainWindow::Private::activeImageView() const
 
 bool MainWindow::viewFromName(const QString& name, View* view)
 {
-    static const QStringList names = {
-        QStringLiteral("pyramid"), QStringLiteral("compare"),    QStringLiteral("hierarchy"), QStringLiteral("heads"),
-        QStringLiteral("3d"),      QStringLiteral("statistics"), QStringLiteral("evidence")};
+    static const QStringList names = {QStringLiteral("pyramid"),   QStringLiteral("compare"),
+                                      QStringLiteral("hierarchy"), QStringLiteral("heads"),
+                                      QStringLiteral("3d"),        QStringLiteral("statistics"),
+                                      QStringLiteral("evidence"),  QStringLiteral("concepts")};
     const int i = names.indexOf(name.toLower());
     if (i < 0)
         return false;
@@ -582,6 +653,8 @@ bool MainWindow::isViewUpToDate() const
         return d->view3d == nullptr ? d->view3dHost->layout()->count() > 0 : d->view3d->hasRendered();
     if (w == d->evidence)
         return d->evidence->renderedRequestId() == result->requestId;
+    if (w == d->concepts)
+        return d->concepts->isSettled();
     return true;
 }
 
@@ -589,6 +662,8 @@ bool MainWindow::isSettled() const
 {
     if (isBusy())
         return false;
+    if (d->stack->currentWidget() == d->tabs && d->tabs->currentWidget() == d->concepts)
+        return d->concepts->isSettled();
     if (!d->controller->isModelLoaded() || d->controller->image().isEmpty() || d->controller->hasFailed())
         return true;
     return isViewUpToDate();
@@ -636,8 +711,10 @@ QImage MainWindow::currentViewImage()
         return d->hierarchy->pyramidPanel()->renderedImage();
     if (w == d->view3dHost && d->view3d)
         return d->view3d->renderToImage();
-    if (w == d->evidence && !d->evidence->renderedImage().isNull())
-        return d->evidence->renderedImage();
+    // The Evidence view exports its overlay with the legend that gives the colours' values.
+    if (w == d->evidence)
+        if (const QImage image = d->evidence->exportImage(); !image.isNull())
+            return image;
     return w->grab().toImage();
 }
 
@@ -699,6 +776,26 @@ StatisticsView* MainWindow::statisticsView() const
 EvidenceView* MainWindow::evidenceView() const
 {
     return d->evidence;
+}
+ConceptsView* MainWindow::conceptsView() const
+{
+    return d->concepts;
+}
+void MainWindow::openAtlas(const QString& dir)
+{
+    d->concepts->openAtlas(dir);
+}
+void MainWindow::openSegment(const QString& imagePath, int level, int segment)
+{
+    d->pendingImage = QFileInfo(imagePath).absoluteFilePath();
+    d->pendingLevel = level;
+    d->pendingSegment = segment;
+    showView(View::Pyramid);
+    setLevel(level);
+    setCurrentImage(imagePath);
+    // Already shown: no new result will come.
+    if (!d->controller->isResultPending())
+        d->selectPendingSegment();
 }
 void MainWindow::setEvidenceClass(const QString& name)
 {

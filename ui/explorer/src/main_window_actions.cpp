@@ -17,16 +17,22 @@
 #include <QGuiApplication>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QStackedWidget>
+#include <QTabWidget>
 #include <QToolBar>
 
 #include "fec/runtime.h"
+#include "fec/explain/concepts.h"
 #include "fec/ui/compare_panel.h"
+#include "fec/ui/concepts_view.h"
+#include "fec/ui/evidence_view.h"
 #include "fec/ui/export_dialog.h"
 #include "fec/ui/image_gallery.h"
 #include "fec/ui/image_view.h"
 #include "fec/ui/model_bundle.h"
 #include "fec/ui/model_info_panel.h"
 #include "fec/ui/model_session.h"
+#include "fec/ui/pyramid_panel.h"
 #include "fec/ui/selection_model.h"
 #include "fec/ui/theme.h"
 #include "fec/ui/welcome_page.h"
@@ -106,6 +112,9 @@ void MainWindow::Private::buildMenus()
     recentCheckpointsMenu = file->addMenu(tr("Recent Check&points"));
     recentFoldersMenu = file->addMenu(tr("Recent Fol&ders"));
     file->addSeparator();
+    QObject::connect(file->addAction(tr("Open Concept &Atlas…")), &QAction::triggered, q, [this] { chooseAtlas(); });
+    QObject::connect(file->addAction(tr("&Build Concept Atlas…")), &QAction::triggered, q, [this] { buildAtlas(); });
+    file->addSeparator();
     auto* next = file->addAction(tr("&Next Image"));
     next->setShortcut(QKeySequence(Qt::ALT | Qt::Key_Right));
     QObject::connect(next, &QAction::triggered, q, [this] { gallery->step(1); });
@@ -113,21 +122,43 @@ void MainWindow::Private::buildMenus()
     previous->setShortcut(QKeySequence(Qt::ALT | Qt::Key_Left));
     QObject::connect(previous, &QAction::triggered, q, [this] { gallery->step(-1); });
     file->addSeparator();
+    const auto viewImage = [this] { return q->currentViewImage(); };
     auto* exportAction = file->addAction(explorerIcon(QStringLiteral("export")), tr("&Export…"));
     exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
-    QObject::connect(exportAction, &QAction::triggered, q, [this] {
-        if (!controller->result()) {
+    QObject::connect(exportAction, &QAction::triggered, q, [this, viewImage] {
+        const auto result = controller->result();
+        if (!result) {
             reportError(tr("Nothing to export"), tr("Open a checkpoint and an image first."), options.interactive);
             return;
         }
-        ExportDialog dialog(controller->result(), q->currentViewImage(), q);
+        ExportDialog dialog(result, viewImage(), q);
+        // The evidence row shows what the Evidence view shows, when it has shown this image.
+        if (evidence->result() == result)
+            if (auto report = evidence->report()) {
+                EvidenceRowRequest row;
+                row.target = evidence->targetClass();
+                row.versus = evidence->versusClass();
+                row.className = evidence->className(row.target);
+                row.versusName = row.versus >= 0 ? evidence->className(row.versus) : QString();
+                row.report = std::move(report);
+                dialog.offerEvidenceRow(row, true);
+            }
+        // The concepts panel shows what the Pyramid view's Concepts toggle shows for this image.
+        if (const auto atlas = concepts->atlas(); atlas && pyramid->result() == result && pyramid->showsConcepts()) {
+            ConceptPanelRequest panel;
+            panel.level = atlas->level;
+            panel.segmentConcepts = pyramid->segmentConcepts();
+            for (int id = 0; id < static_cast<int>(atlas->concepts.size()); ++id)
+                panel.names.push_back(QString::fromStdString(atlas->conceptLabel(id)));
+            dialog.offerConceptPanel(panel, true);
+        }
         dialog.exec();
     });
     auto* copy = file->addAction(explorerIcon(QStringLiteral("copy")), tr("&Copy View to Clipboard"));
     copy->setShortcuts({QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_C), QKeySequence::Copy});
     copy->setShortcutContext(Qt::WindowShortcut);
-    QObject::connect(copy, &QAction::triggered, q, [this] {
-        QGuiApplication::clipboard()->setImage(q->currentViewImage());
+    QObject::connect(copy, &QAction::triggered, q, [this, viewImage] {
+        QGuiApplication::clipboard()->setImage(viewImage());
         flash(tr("View copied to the clipboard"), 3000);
     });
     file->addSeparator();
@@ -149,7 +180,7 @@ void MainWindow::Private::buildMenus()
     auto* view = q->menuBar()->addMenu(tr("&View"));
     auto* viewGroup = new QActionGroup(q);
     const QStringList names = {tr("&Pyramid"), tr("&Compare"),    tr("&Hierarchy"), tr("H&eads"),
-                               tr("&3D"),      tr("&Statistics"), tr("E&vidence")};
+                               tr("&3D"),      tr("&Statistics"), tr("E&vidence"),  tr("C&oncepts")};
     for (int i = 0; i < names.size(); ++i) {
         auto* a = view->addAction(names[i]);
         a->setCheckable(true);
@@ -291,6 +322,7 @@ void MainWindow::Private::rebuildModelMenus()
     });
 
     const auto& summary = primary()->summary();
+    evidence->setModelPath(summary.path);  // the "dataset" baseline reads the statistics beside it
     const int stored = summary.storedInputSize;
     QList<QPair<QString, QVariant>> sizes{{stored > 0 ? tr("From the checkpoint (%1)").arg(stored)
                                                       : tr("From the checkpoint (%1)").arg(kDefaultInputSize),

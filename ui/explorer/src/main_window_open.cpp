@@ -8,6 +8,7 @@
 #include <QMimeData>
 #include <QUrl>
 
+#include "fec/ui/concepts_view.h"
 #include "fec/ui/error_presenter.h"
 #include "fec/ui/image_gallery.h"
 #include "main_window_p.h"
@@ -62,6 +63,18 @@ void MainWindow::Private::chooseComparisonCheckpoint()
         tr("Checkpoints (*.pth *.pth.tar *.tar *.pt *.ckpt);;All files (*)"));
     if (!path.isEmpty())
         q->openComparisonCheckpoint(path);
+}
+
+void MainWindow::Private::chooseAtlas()
+{
+    q->showView(View::Concepts);
+    concepts->chooseAndOpen();
+}
+
+void MainWindow::Private::buildAtlas()
+{
+    q->showView(View::Concepts);
+    concepts->chooseAndBuild();
 }
 
 void MainWindow::Private::addRecent(const char* key, const QString& path)

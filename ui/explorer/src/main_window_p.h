@@ -63,6 +63,7 @@ struct MainWindow::Private {
     HeadsView* heads = nullptr;
     StatisticsView* stats = nullptr;
     EvidenceView* evidence = nullptr;
+    ConceptsView* concepts = nullptr;
     QWidget* view3dHost = nullptr;
     Pyramid3DView* view3d = nullptr;
 
@@ -94,6 +95,11 @@ struct MainWindow::Private {
     QList<QAction*> viewActions;
     QAction* closeComparisonAction = nullptr;
 
+    // A segment of the Concepts view waiting for its image's result (openSegment).
+    QString pendingImage;
+    int pendingLevel = 0;
+    int pendingSegment = -1;
+
     QElapsedTimer updateTimer;
     bool timing = false;
     double lastUpdateMs = 0;
@@ -120,6 +126,9 @@ struct MainWindow::Private {
     void chooseFolder();
     void chooseCheckpoint();
     void chooseComparisonCheckpoint();
+    /// File ▸ Open Concept Atlas… and Build Concept Atlas…: the Concepts view's dialogs.
+    void chooseAtlas();
+    void buildAtlas();
     /// Puts `path` first in the recent list under `key` (kRecentCheckpoints, kRecentFolders).
     void addRecent(const char* key, const QString& path);
 
@@ -154,6 +163,10 @@ struct MainWindow::Private {
     void reportError(const QString& title, const QString& message, bool dialog);
     void clearError();
     ImageView* activeImageView() const;
+    /// Selects the pending segment when the result shown is its image's.
+    void selectPendingSegment();
+    /// The Concepts view builds with a copy of the current model (so that explaining goes on).
+    void updateConceptsModel();
 };
 
 }  // namespace fec::ui

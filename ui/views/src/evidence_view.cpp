@@ -13,6 +13,7 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QCursor>
 #include <QDir>
 #include <QFileInfo>
 #include <QHBoxLayout>
@@ -27,6 +28,7 @@
 #include <QToolTip>
 #include <QVBoxLayout>
 
+#include "fec/explain/concepts.h"
 #include "fec/explain/evidence_stats.h"
 #include "fec/explain/segment_evidence.h"
 #include "fec/figure/figure.h"
@@ -175,45 +177,7 @@ struct EvidenceView::DatasetStats {
 
 explain::EvidenceReport exactEvidenceReport(const explain::Explanation& e, int64_t target, int64_t versus)
 {
-    if (!e.evidence.contributions.defined())
-        throw NoClassifierError();
-    explain::EvidenceReport r;
-    const auto& pyramid = e.pyramid;
-    r.maps = evidenceMaps(e.evidence, pyramid, target, versus, 0);
-    const auto& m = e.prepared.mapping;
-    r.densityAtImage = imaging::mapToImage(r.maps.density, m, 0.f) / (m.scaleX * m.scaleY);
-    // A segment of a lower level holds the density of the pixels it covers.
-    const at::Tensor density = r.maps.density.to(at::kDouble).flatten();
-    for (int level = 1; level <= pyramid.levelCount(); ++level) {
-        const auto& lv = pyramid.levels[static_cast<size_t>(level - 1)];
-        const bool last = level == pyramid.levelCount();
-        at::Tensor located;
-        if (!last) {
-            const at::Tensor labels = pyramid.pixelLabels(level).flatten().to(at::kLong);
-            const at::Tensor inside = labels >= 0;
-            located = at::zeros({static_cast<int64_t>(lv.nonEmpty.size())}, at::kDouble)
-                          .index_add_(0, labels.masked_select(inside), density.masked_select(inside))
-                          .contiguous();
-        }
-        for (size_t i = 0; i < lv.nonEmpty.size(); ++i) {
-            explain::SegmentEvidence s;
-            s.level = level;
-            s.segment = lv.nonEmpty[i];
-            s.node = pyramid.nodeOf(level, s.segment);
-            if (s.node >= 0) {
-                const auto& node = pyramid.nodes[static_cast<size_t>(s.node)];
-                s.pixels = node.pixels;
-                s.x0 = node.x0;
-                s.y0 = node.y0;
-                s.x1 = node.x1;
-                s.y1 = node.y1;
-            }
-            s.contribution = last ? r.maps.segment[static_cast<size_t>(s.segment)]
-                                  : located.data_ptr<double>()[static_cast<int64_t>(i)];
-            r.segments.push_back(s);
-        }
-    }
-    return r;
+    return explain::exactSegmentEvidence(e, target, versus);
 }
 
 EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget(parent), m_selection(selection)
@@ -290,6 +254,15 @@ EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget
     connect(m_resetButton, &QPushButton::clicked, this, &EvidenceView::resetIntervention);
     interveneRow->addWidget(m_resetButton);
 
+    auto [conceptGroup, conceptRow] = bar->addGroup();
+    m_conceptsCheck = new QCheckBox(tr("Concepts"), conceptGroup);
+    m_conceptsCheck->setToolTip(tr("Name the bars by each segment's concept (nearest centre of the concept atlas) "
+                                   "and show the concept on hover, at the atlas's level. Open an atlas in the "
+                                   "Concepts view first"));
+    m_conceptsCheck->setEnabled(false);
+    connect(m_conceptsCheck, &QCheckBox::toggled, this, &EvidenceView::setShowConcepts);
+    conceptRow->addWidget(m_conceptsCheck);
+
     auto [legendGroup, legendRow] = bar->addGroup();
     auto* legend = new DivergingLegend(legendGroup);
     m_legend = legend;
@@ -314,11 +287,8 @@ EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget
     connect(m_view, &ImageView::inputPixelClicked, this, [this](QPoint p) {
         if (!m_result || !m_interveneCheck->isChecked() || p.x() < 0)
             return;
-        const auto& pyramid = m_result->pyramid;
-        const int level = pyramid.levelCount();
-        if (m_level != level)
-            return;  // interventions act on the last level
-        const int32_t raw = pyramid.clusterAt(level, p.x(), p.y());
+        // Interventions act on the level shown.
+        const int32_t raw = m_result->pyramid.clusterAt(m_level, p.x(), p.y());
         if (nodeOfSegment(raw) >= 0)
             toggleSegment(raw);
     });
@@ -374,7 +344,7 @@ EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget
                 m_selection->setSelectedNode(-1);
             return;
         }
-        if (m_interveneCheck->isChecked() && m_result && m_level == m_result->pyramid.levelCount())
+        if (m_interveneCheck->isChecked() && m_result)
             toggleSegment(m_order[rank]);
         if (m_selection)
             m_selection->setSelectedNode(nodeOfSegment(m_order[rank]));
@@ -387,6 +357,7 @@ EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget
     if (selection) {
         connect(selection, &SelectionModel::selectedNodeChanged, this, &EvidenceView::updateHighlight);
         connect(selection, &SelectionModel::hoveredNodeChanged, this, &EvidenceView::updateHighlight);
+        connect(selection, &SelectionModel::hoveredNodeChanged, this, &EvidenceView::showConceptTip);
     }
     m_datasetStats = std::make_shared<DatasetStats>();
     setModelRunner({});
@@ -737,6 +708,7 @@ void EvidenceView::recompute()
         }
     }
     static_cast<DivergingLegend*>(m_legend)->setRange(m_range);
+    updateConcepts();
     rebuildChart();
     updateSummary();
     render();
@@ -810,7 +782,7 @@ void EvidenceView::updateSummary()
                 : QString());
         return;
     }
-    const QString count = segmentCount(static_cast<int>(m_intervened.size()));
+    const QString count = tr("%1 of level %2").arg(segmentCount(static_cast<int>(m_intervened.size()))).arg(m_level);
     const QString action = m_keepOnly ? tr("Keeping only %1").arg(count) : tr("Removing %1").arg(count);
     if (m_interventionPending && m_newProbabilities.empty()) {
         m_interventionLabel->setText(action + tr(": computing…"));
@@ -860,6 +832,22 @@ void EvidenceView::rebuildChart()
     m_negativeBars->setData(nk, nv, true);
     m_markBars->setData(mk, mv, true);
     const int n = static_cast<int>(m_order.size());
+    if (showsConcepts()) {
+        // One tick per bar, named by the segment's concept.
+        QSharedPointer<QCPAxisTickerText> names(new QCPAxisTickerText);
+        for (int i = 0; i < n; ++i)
+            names->addTick(i + 1, conceptOfSegment(m_order[static_cast<size_t>(i)]));
+        m_plot->xAxis->setTicker(names);
+        m_plot->xAxis->setTickLabelRotation(60);
+        m_plot->xAxis->setLabel(tr("segments, ranked, by concept"));
+    } else if (!m_plot->xAxis->ticker().dynamicCast<QCPAxisTickerFixed>()) {
+        QSharedPointer<QCPAxisTickerFixed> ranks(new QCPAxisTickerFixed);
+        ranks->setTickStep(1);
+        ranks->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
+        m_plot->xAxis->setTicker(ranks);
+        m_plot->xAxis->setTickLabelRotation(0);
+        m_plot->xAxis->setLabel(tr("segments, ranked"));
+    }
     m_plot->xAxis->setRange(0.3, std::max(1, n) + 0.7);
     double lo = 0, hi = 0;
     for (double v : pv)
@@ -911,6 +899,80 @@ void EvidenceView::render()
     Q_EMIT rendered();
 }
 
+void EvidenceView::setConceptAtlas(std::shared_ptr<const explain::Atlas> atlas)
+{
+    m_atlas = std::move(atlas);
+    m_segmentConcepts.clear();
+    m_conceptsFor = nullptr;
+    m_conceptsError.clear();
+    if (!m_atlas)
+        m_concepts = false;
+    {
+        const QSignalBlocker block(m_conceptsCheck);
+        m_conceptsCheck->setEnabled(m_atlas != nullptr);
+        m_conceptsCheck->setChecked(m_concepts);
+    }
+    updateConcepts();
+    rebuildChart();
+}
+
+void EvidenceView::setShowConcepts(bool on)
+{
+    m_concepts = on && m_atlas;
+    {
+        const QSignalBlocker block(m_conceptsCheck);
+        m_conceptsCheck->setChecked(m_concepts);
+    }
+    if (m_concepts && m_result && m_atlas->level != m_level)
+        setLevel(m_atlas->level);  // concepts exist for the atlas's level
+    updateConcepts();
+    rebuildChart();
+}
+
+bool EvidenceView::showsConcepts() const
+{
+    return m_concepts && m_atlas && m_level == m_atlas->level && !m_segmentConcepts.empty() &&
+           m_conceptsFor == m_result.get();
+}
+
+void EvidenceView::updateConcepts()
+{
+    if (!m_concepts || !m_atlas || !m_result) {
+        m_segmentConcepts.clear();
+        m_conceptsFor = nullptr;
+        return;
+    }
+    if (m_conceptsFor == m_result.get())
+        return;
+    m_conceptsFor = m_result.get();
+    m_segmentConcepts = conceptsOrError(*m_atlas, m_result->pyramid, m_conceptsError);
+    if (!m_conceptsError.isEmpty())
+        m_conceptsCheck->setToolTip(tr("No concepts for this image: %1").arg(m_conceptsError));
+}
+
+QString EvidenceView::conceptOfSegment(int32_t segment) const
+{
+    if (!showsConcepts())
+        return {};
+    const auto& lv = m_result->pyramid.levels[static_cast<size_t>(m_level - 1)];
+    const int32_t compact =
+        segment >= 0 && segment < static_cast<int32_t>(lv.compact.size()) ? lv.compact[segment] : -1;
+    if (compact < 0 || compact >= static_cast<int32_t>(m_segmentConcepts.size()))
+        return {};
+    return QString::fromStdString(m_atlas->conceptLabel(m_segmentConcepts[static_cast<size_t>(compact)]));
+}
+
+void EvidenceView::showConceptTip(int node)
+{
+    if (!showsConcepts() || node < 0 || node >= static_cast<int>(m_result->pyramid.nodes.size()) ||
+        !m_view->underMouse())
+        return;
+    const auto& n = m_result->pyramid.nodes[static_cast<size_t>(node)];
+    const QString name = n.level == m_level ? conceptOfSegment(n.cluster) : QString();
+    if (!name.isEmpty())
+        QToolTip::showText(QCursor::pos(), tr("Concept: %1").arg(name), m_view);
+}
+
 void EvidenceView::updateHighlight()
 {
     if (!showSelection(*m_view, m_result ? &m_result->pyramid : nullptr, m_selection)) {
@@ -940,7 +1002,7 @@ void EvidenceView::updateHighlight()
 
 void EvidenceView::toggleSegment(qint32 segment)
 {
-    if (!m_result || m_result->pyramid.nodeOf(m_result->pyramid.levelCount(), segment) < 0)
+    if (!m_result || m_result->pyramid.nodeOf(m_level, segment) < 0)
         return;
     const auto it = std::find(m_intervened.begin(), m_intervened.end(), segment);
     if (it != m_intervened.end())
@@ -986,9 +1048,9 @@ void EvidenceView::requestIntervention()
     m_interventionPending = true;
     updateSummary();
     const at::Tensor input = m_result->prepared.tensor;
-    const int level = m_result->pyramid.levelCount();
-    const auto& last = m_result->pyramid.levels.back();
-    std::vector<int32_t> segments(last.nonEmpty.begin(), last.nonEmpty.end());
+    const int level = m_level;
+    const auto& shown = m_result->pyramid.levels[static_cast<size_t>(level - 1)];
+    std::vector<int32_t> segments(shown.nonEmpty.begin(), shown.nonEmpty.end());
     const std::vector<int32_t> chosen = m_intervened;
     const bool keepOnly = m_keepOnly;
     const AblationBaseline baseline = m_baseline;
@@ -1038,7 +1100,12 @@ void EvidenceView::setLevel(int level)
     m_level = level;
     if (m_selection)
         m_selection->setHoveredNode(-1);
-    recompute();
+    // An intervention names segments of one level: another level starts from the whole image.
+    const bool intervened = !m_intervened.empty();
+    m_intervened.clear();
+    recompute();  // asks again when keeping only (an empty set: the prediction is cleared)
+    if (intervened && !m_keepOnly)
+        requestIntervention();
 }
 
 void EvidenceView::cancelEffects()

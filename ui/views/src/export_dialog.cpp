@@ -1,6 +1,7 @@
 #include "fec/ui/export_dialog.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -34,12 +35,55 @@
 #include "fec/explain/segment_evidence.h"
 #include "fec/figure/figure.h"
 #include "fec/imaging/kmeans.h"
+#include "fec/imaging/render.h"
 #include "fec/tensor_io.h"
 #include "fec/ui/evidence_view.h"
 
 namespace fec::ui {
 
 namespace {
+
+// Concept id of every model-input pixel of the panel's level (-1 where no segment is).
+at::Tensor conceptLabels(const explain::Explanation& e, const ConceptPanelRequest& c)
+{
+    at::Tensor labels = explain::levelSegmentation(e.pyramid, c.level).labels.to(at::kInt).contiguous().clone();
+    int32_t* p = labels.data_ptr<int32_t>();
+    for (int64_t i = 0; i < labels.numel(); ++i)
+        p[i] = p[i] >= 0 && p[i] < static_cast<int32_t>(c.segmentConcepts.size())
+                   ? c.segmentConcepts[static_cast<size_t>(p[i])]
+                   : -1;
+    return labels;
+}
+
+figure::FigurePanel conceptPanelOf(const explain::Explanation& e, const ConceptPanelRequest& c)
+{
+    // Label i is drawn in palette colour i: the colours of the Pyramid view's Concepts toggle.
+    const cv::Mat out = imaging::overlay(e.image, conceptLabels(e, c), e.prepared.mapping, imaging::OverlayStyle{});
+    return {QObject::tr("Concepts · level %1").arg(c.level), figure::toQImage(out)};
+}
+
+// The concepts of the panel with their colours, the largest area first (at most 8).
+figure::FigureLegend conceptLegend(const explain::Explanation& e, const ConceptPanelRequest& c)
+{
+    const at::Tensor labels = conceptLabels(e, c);
+    std::map<int32_t, int64_t> area;
+    const int32_t* p = labels.data_ptr<int32_t>();
+    for (int64_t i = 0; i < labels.numel(); ++i)
+        if (p[i] >= 0)
+            ++area[p[i]];
+    std::vector<std::pair<int64_t, int32_t>> ranked;
+    for (const auto& [id, n] : area)
+        ranked.emplace_back(-n, id);
+    std::sort(ranked.begin(), ranked.end());
+    figure::FigureLegend legend;
+    for (size_t i = 0; i < ranked.size() && i < 8; ++i) {
+        const auto rgb = imaging::paletteColour(ranked[i].second);
+        legend.entries.emplace_back(QColor(rgb[0], rgb[1], rgb[2]), c.names[static_cast<size_t>(ranked[i].second)]);
+    }
+    if (ranked.size() > 8)
+        legend.entries.emplace_back(QColor(Qt::transparent), QObject::tr("and %1 more").arg(ranked.size() - 8));
+    return legend;
+}
 
 QString formatOf(const QString& path)
 {
@@ -168,6 +212,23 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
     }
     const auto& pyramid = result.pyramid;
     const int levelCount = pyramid.levelCount();
+    const bool conceptPanel = figureKind && request.concepts.has_value();
+    if (conceptPanel) {
+        const auto& c = *request.concepts;
+        if (c.level < 1 || c.level > levelCount)
+            fail(path, QStringLiteral("concepts panel: level %1 does not exist (the model has levels 1 to %2)")
+                           .arg(c.level)
+                           .arg(levelCount));
+        if (c.segmentConcepts.size() != pyramid.levels[static_cast<size_t>(c.level - 1)].nonEmpty.size())
+            fail(path, QStringLiteral("concepts panel: %1 concepts given for the %2 segments of level %3")
+                           .arg(c.segmentConcepts.size())
+                           .arg(pyramid.levels[static_cast<size_t>(c.level - 1)].nonEmpty.size())
+                           .arg(c.level));
+        for (int32_t id : c.segmentConcepts)
+            if (id < 0 || id >= static_cast<int32_t>(c.names.size()))
+                fail(path,
+                     QStringLiteral("concepts panel: concept %1 has no name (%2 names)").arg(id).arg(c.names.size()));
+    }
     if (figureKind)
         for (int l : request.levels)
             if (l < 1 || l > levelCount)
@@ -190,7 +251,8 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
                 fail(path, QStringLiteral("k = %1 is out of range (2 to %2)").arg(k).arg(merger->maxK()));
 
     const int total = (figureKind ? 2 + static_cast<int>(request.levels.size() + request.ks.size()) : 1) +
-                      (evidenceRow ? 1 : 0) + (request.writeData ? 2 + static_cast<int>(request.ks.size()) : 0);
+                      (evidenceRow ? 1 : 0) + (conceptPanel ? 1 : 0) +
+                      (request.writeData ? 2 + static_cast<int>(request.ks.size()) : 0);
     int done = 0;
     const auto step = [&](const QString& what) { return !progress || progress(done++, total, what); };
 
@@ -218,6 +280,12 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
         }
         if (cancelled)
             return {};
+        if (conceptPanel) {
+            if (!step(QObject::tr("Drawing the concepts")))
+                return {};
+            row.panels.push_back(conceptPanelOf(result, *request.concepts));
+            row.legend = conceptLegend(result, *request.concepts);
+        }
         std::vector<figure::FigureRow> rows{std::move(row)};
         if (evidenceRow) {
             const auto& ev = *request.evidence;
@@ -284,6 +352,8 @@ struct ExportDialog::Private {
     QLabel* ksHint = nullptr;
     QCheckBox* evidence = nullptr;
     std::optional<EvidenceRowRequest> evidenceOffer;
+    QCheckBox* concepts = nullptr;
+    std::optional<ConceptPanelRequest> conceptsOffer;
     QCheckBox* data = nullptr;
     QLabel* error = nullptr;
     QPushButton* exportButton = nullptr;
@@ -374,6 +444,11 @@ ExportDialog::ExportDialog(ExplainResultPtr result, QImage currentView, QWidget*
         d->evidence->setToolTip(d->result ? tr("This model has no classifier head: there is no logit to split")
                                           : tr("There is no result yet"));
     }
+    d->concepts = new QCheckBox(tr("Concepts panel"), d->figureBox);
+    d->concepts->setEnabled(false);
+    d->concepts->setToolTip(tr("Open a concept atlas and turn on Concepts in the Pyramid view to add a panel with "
+                               "each segment's concept"));
+    figureForm->addRow(tr("Concepts:"), d->concepts);
     layout->addWidget(d->figureBox);
 
     d->data =
@@ -470,7 +545,20 @@ ExportRequest ExportDialog::request() const
     r.writeData = d->data->isChecked();
     if (d->evidence->isEnabled() && d->evidence->isChecked() && d->evidenceOffer)
         r.evidence = d->evidenceOffer;
+    if (d->concepts->isEnabled() && d->concepts->isChecked() && d->conceptsOffer)
+        r.concepts = d->conceptsOffer;
     return r;
+}
+
+void ExportDialog::offerConceptPanel(const ConceptPanelRequest& panel, bool checked)
+{
+    d->conceptsOffer = panel;
+    d->concepts->setText(tr("Concepts panel (level %1)").arg(panel.level));
+    d->concepts->setToolTip(tr("One more panel: each level-%1 segment in its concept's colour, the concepts' names "
+                               "in the legend")
+                                .arg(panel.level));
+    d->concepts->setEnabled(d->result != nullptr);
+    d->concepts->setChecked(checked && d->concepts->isEnabled());
 }
 
 void ExportDialog::offerEvidenceRow(const EvidenceRowRequest& row, bool checked)
@@ -506,6 +594,10 @@ void ExportDialog::setRequest(const ExportRequest& request)
         offerEvidenceRow(*request.evidence, true);
     else
         d->evidence->setChecked(false);
+    if (request.concepts)
+        offerConceptPanel(*request.concepts, true);
+    else
+        d->concepts->setChecked(false);
 }
 
 void ExportDialog::accept()

@@ -1,7 +1,13 @@
 #include "fec/ui/pyramid_panel.h"
 
+#include <map>
+
+#include <ATen/ATen.h>
+
 #include <QButtonGroup>
 #include <QCheckBox>
+#include <QCursor>
+#include <QToolTip>
 #include <QComboBox>
 #include <QElapsedTimer>
 #include <QHBoxLayout>
@@ -10,6 +16,7 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include "fec/explain/concepts.h"
 #include "fec/explain/explain.h"
 #include "fec/figure/figure.h"
 #include "fec/imaging/kmeans.h"
@@ -18,6 +25,7 @@
 #include "fec/ui/image_view.h"
 #include "fec/ui/selection_model.h"
 #include "panel_toolbar.h"
+#include "view_style.h"
 
 namespace fec::ui {
 
@@ -65,6 +73,14 @@ PyramidPanel::PyramidPanel(SelectionModel* selection, QWidget* parent) : QWidget
     m_kLabel->setMinimumWidth(QFontMetrics(font()).horizontalAdvance(QStringLiteral("k = 000 / 000")));
     kRow->addWidget(m_kLabel);
 
+    auto [conceptGroup, conceptRow] = bar->addGroup();
+    m_conceptsCheck = new QCheckBox(tr("Concepts"), conceptGroup);
+    m_conceptsCheck->setToolTip(tr("Colour and name the segments of the concept atlas's level by their concept "
+                                   "(nearest centre) instead of their cluster id; hover a segment for its concept. "
+                                   "Open an atlas in the Concepts view first"));
+    connect(m_conceptsCheck, &QCheckBox::toggled, this, &PyramidPanel::setShowConcepts);
+    conceptRow->addWidget(m_conceptsCheck);
+
     const auto zoomGroup = bar->addGroup();
     auto addTool = [this, zoomGroup](const QString& text, const QString& tip, auto slot) {
         auto* b = new QToolButton(zoomGroup.widget);
@@ -87,6 +103,7 @@ PyramidPanel::PyramidPanel(SelectionModel* selection, QWidget* parent) : QWidget
     if (selection) {
         connect(selection, &SelectionModel::selectedNodeChanged, this, &PyramidPanel::updateHighlight);
         connect(selection, &SelectionModel::hoveredNodeChanged, this, &PyramidPanel::updateHighlight);
+        connect(selection, &SelectionModel::hoveredNodeChanged, this, &PyramidPanel::showConceptTip);
     }
     syncControls();
 }
@@ -142,7 +159,10 @@ void PyramidPanel::rebuildLevelButtons()
 
 void PyramidPanel::syncControls()
 {
-    const QSignalBlocker b1(m_modeCombo), b2(m_opacitySlider), b3(m_medianCheck), b4(m_kmeansCheck), b5(m_kSlider);
+    const QSignalBlocker b1(m_modeCombo), b2(m_opacitySlider), b3(m_medianCheck), b4(m_kmeansCheck), b5(m_kSlider),
+        b6(m_conceptsCheck);
+    m_conceptsCheck->setEnabled(m_atlas != nullptr);
+    m_conceptsCheck->setChecked(m_concepts && m_atlas);
     if (auto* b = m_levelGroup->button(m_level))
         b->setChecked(true);
     m_modeCombo->setCurrentIndex(static_cast<int>(m_mode));
@@ -168,6 +188,8 @@ void PyramidPanel::setLevel(int level)
         return;
     m_level = level;
     m_kmeans = false;
+    if (m_atlas && level != m_atlas->level)
+        m_concepts = false;  // concepts exist for the atlas level only
     syncControls();
     render();
     Q_EMIT levelChanged(level);
@@ -178,6 +200,8 @@ void PyramidPanel::setKMeans(bool on)
     if (on == m_kmeans)
         return;
     m_kmeans = on;
+    if (on)
+        m_concepts = false;
     syncControls();
     render();
 }
@@ -232,20 +256,10 @@ void PyramidPanel::showEvent(QShowEvent* event)
 
 void PyramidPanel::render()
 {
-    if (!m_result) {
+    if (!m_result)
         m_displayed = at::Tensor();
-        m_rendered = QImage();
-        m_view->setImage(QImage());
-        m_view->setCaption(QString());
-        m_dirty = false;
+    if (!readyToRender(*this, *m_view, m_result != nullptr, m_rendered, m_dirty))
         return;
-    }
-    // Hidden panels (other tabs) draw when they are shown.
-    if (!isVisible()) {
-        m_dirty = true;
-        return;
-    }
-    m_dirty = false;
     QElapsedTimer timer;
     timer.start();
     const auto& r = *m_result;
@@ -254,6 +268,16 @@ void PyramidPanel::render()
     const auto segmentation = kmeans ? explain::kmeansSegmentation(*r.merger, m_k, explain::LabelGrid::Blocks)
                                      : explain::levelSegmentation(pyramid, m_level, explain::LabelGrid::Blocks);
     m_displayed = segmentation.labels;
+    updateConcepts();
+    const bool concepts = !kmeans && showsConcepts();
+    if (concepts) {
+        // Compact labels -> concept ids: one colour per concept, the same in every image.
+        at::Tensor labels = segmentation.labels.to(at::kInt).contiguous().clone();
+        int32_t* p = labels.data_ptr<int32_t>();
+        for (int64_t i = 0; i < labels.numel(); ++i)
+            p[i] = p[i] >= 0 && p[i] < static_cast<int32_t>(m_segmentConcepts.size()) ? m_segmentConcepts[p[i]] : -1;
+        m_displayed = labels;
+    }
     // Richer than the engine's caption: the grid size, or how many clusters K-means merged.
     QString caption;
     if (kmeans) {
@@ -264,9 +288,30 @@ void PyramidPanel::render()
             tr("Level %1 · %2×%3 grid · %4 clusters").arg(m_level).arg(lv.gridH).arg(lv.gridW).arg(lv.nonEmpty.size());
         if (lv.emptyCount() > 0)
             caption += tr(" (%1 empty)").arg(lv.emptyCount());
+        if (concepts) {
+            std::map<int32_t, int> counts;
+            for (int32_t c : m_segmentConcepts)
+                ++counts[c];
+            std::vector<std::pair<int, int32_t>> ranked;
+            for (const auto& [c, n] : counts)
+                ranked.emplace_back(-n, c);
+            std::sort(ranked.begin(), ranked.end());
+            QStringList parts;
+            for (size_t i = 0; i < ranked.size() && i < 4; ++i)
+                parts << QStringLiteral("%1 ×%2")
+                             .arg(QString::fromStdString(m_atlas->conceptLabel(ranked[i].second)))
+                             .arg(-ranked[i].first);
+            if (ranked.size() > 4)
+                parts << QStringLiteral("…");
+            caption += tr(" · concepts: %1").arg(parts.join(QStringLiteral(", ")));
+        } else if (m_concepts && !m_conceptsError.isEmpty()) {
+            caption += tr(" · no concepts: %1").arg(m_conceptsError);
+        }
     }
     const QString key = QStringLiteral("%1%2/%3/%4/%5")
-                            .arg(kmeans ? QLatin1Char('k') : QLatin1Char('l'))
+                            .arg(kmeans     ? QLatin1Char('k')
+                                 : concepts ? QLatin1Char('c')
+                                            : QLatin1Char('l'))
                             .arg(kmeans ? m_k : m_level)
                             .arg(static_cast<int>(m_mode))
                             .arg(std::lround(m_opacity * 100))
@@ -296,13 +341,81 @@ int PyramidPanel::lookupNode(QPoint pixel) const
     return nodeAt(m_result->pyramid, level, pixel);
 }
 
-void PyramidPanel::updateHighlight()
+void PyramidPanel::setConceptAtlas(std::shared_ptr<const explain::Atlas> atlas)
 {
-    if (!m_result || !m_selection) {
-        m_view->setHighlight({});
+    m_atlas = std::move(atlas);
+    m_segmentConcepts.clear();
+    m_conceptsFor = 0;
+    m_conceptsError.clear();
+    m_cache.clear();
+    if (!m_atlas)
+        m_concepts = false;
+    syncControls();
+    render();
+}
+
+void PyramidPanel::setShowConcepts(bool on)
+{
+    if (on && !m_atlas)
+        on = false;
+    if (on == m_concepts) {
+        syncControls();
         return;
     }
-    m_view->setHighlight(makeHighlight(m_result->pyramid, m_selection->selectedNode(), m_selection->hoveredNode()));
+    m_concepts = on;
+    if (on) {
+        m_kmeans = false;
+        m_level = m_atlas->level;
+        m_cache.clear();
+    }
+    syncControls();
+    render();
+    if (on)
+        Q_EMIT levelChanged(m_level);
+}
+
+void PyramidPanel::updateConcepts()
+{
+    if (!m_concepts || !m_atlas || !m_result) {
+        m_segmentConcepts.clear();
+        m_conceptsFor = 0;
+        return;
+    }
+    if (m_conceptsFor == m_result->requestId && (!m_segmentConcepts.empty() || !m_conceptsError.isEmpty()))
+        return;
+    m_conceptsFor = m_result->requestId;
+    m_segmentConcepts = conceptsOrError(*m_atlas, m_result->pyramid, m_conceptsError);
+}
+
+QString PyramidPanel::conceptOfNode(int node) const
+{
+    if (!showsConcepts() || !m_result || node < 0 || node >= static_cast<int>(m_result->pyramid.nodes.size()))
+        return {};
+    const auto& n = m_result->pyramid.nodes[node];
+    if (n.level != m_atlas->level)
+        return {};
+    const auto& lv = m_result->pyramid.levels[n.level - 1];
+    const int32_t compact =
+        n.cluster >= 0 && n.cluster < static_cast<int32_t>(lv.compact.size()) ? lv.compact[n.cluster] : -1;
+    if (compact < 0 || compact >= static_cast<int32_t>(m_segmentConcepts.size()))
+        return {};
+    return QString::fromStdString(m_atlas->conceptLabel(m_segmentConcepts[compact]));
+}
+
+void PyramidPanel::showConceptTip(int node)
+{
+    const QString name = conceptOfNode(node);
+    if (name.isEmpty() || !m_view->underMouse()) {
+        m_view->setToolTip(QString());
+        return;
+    }
+    m_view->setToolTip(name);
+    QToolTip::showText(QCursor::pos(), tr("Concept: %1").arg(name), m_view);
+}
+
+void PyramidPanel::updateHighlight()
+{
+    showSelection(*m_view, m_result ? &m_result->pyramid : nullptr, m_selection);
 }
 
 }  // namespace fec::ui

@@ -6,6 +6,7 @@
 
 #include <QWidget>
 
+#include "fec/explain/concepts.h"
 #include "fec/ui/highlight.h"
 #include "fec/ui/image_view.h"
 #include "fec/ui/selection_model.h"
@@ -81,6 +82,17 @@ bool showSelection(ImageView& view, const SegmentPyramid* pyramid, const Selecti
     }
     view.setHighlight(makeHighlight(*pyramid, selection->selectedNode(), selection->hoveredNode()));
     return true;
+}
+
+std::vector<int32_t> conceptsOrError(const explain::Atlas& atlas, const SegmentPyramid& pyramid, QString& error)
+{
+    error.clear();
+    try {
+        return explain::segmentConcepts(atlas, pyramid);
+    } catch (const std::exception& e) {
+        error = QString::fromStdString(e.what());
+        return {};
+    }
 }
 
 }  // namespace fec::ui

@@ -4,14 +4,21 @@
 // themes both stay readable; and the steps every image view takes the same way (draw only when
 // shown, show the linked selection).
 
+#include <cstdint>
+#include <vector>
+
 #include <QColor>
 #include <QImage>
 #include <QPalette>
+#include <QString>
 
 class QWidget;
 
 namespace fec {
 struct SegmentPyramid;
+}
+namespace fec::explain {
+struct Atlas;
 }
 
 namespace fec::ui::style {
@@ -42,5 +49,9 @@ bool readyToRender(const QWidget& panel, ImageView& view, bool hasResult, QImage
 /// Shows the linked selection (the selected node's region, the hovered node's outline) on `view`.
 /// Without a pyramid or a selection model it clears the highlight and returns false.
 bool showSelection(ImageView& view, const SegmentPyramid* pyramid, const SelectionModel* selection);
+
+/// explain::segmentConcepts for a view: the concept of every non-empty segment of the atlas level,
+/// or none and the reason in `error` (another architecture).
+std::vector<int32_t> conceptsOrError(const explain::Atlas& atlas, const SegmentPyramid& pyramid, QString& error);
 
 }  // namespace fec::ui

@@ -19,6 +19,7 @@
 #include <ATen/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "fec/analysis.h"
 #include "fec/checkpoint.h"
 #include "fec/model.h"
 #include "fec/train/dataset.h"
@@ -148,5 +149,20 @@ void checkAtlasModel(const Atlas& atlas, const std::string& checkpointPath);
 /// (rows of SegmentPyramid::representatives[atlas.level - 1] at the level's nonEmpty ids, any
 /// float type, any device), nearest centre by cosine (ties: the lower id). Returns M concept ids.
 std::vector<int32_t> nearestConcepts(const Atlas& atlas, const at::Tensor& representatives);
+
+/// nearestConcepts for every non-empty segment of the atlas level of one explained image, in the
+/// level's nonEmpty order. Throws std::invalid_argument when `pyramid` has no such level or no
+/// representatives there (another architecture).
+std::vector<int32_t> segmentConcepts(const Atlas& atlas, const SegmentPyramid& pyramid);
+
+/// One tile of a concept's contact sheet (concept_<id>.png), caption included, in sheet pixels.
+struct SheetTile {
+    int64_t segment = -1;  ///< row of assignments.npy (index in Atlas::segments)
+    int x = 0, y = 0, width = 0, height = 0;
+};
+/// The tiles of `summary`'s contact sheet in drawing order: its typical segments, then its
+/// contributing ones. The sheet writer lays them out with the same function, so a click on the
+/// sheet finds its segment.
+std::vector<SheetTile> contactSheetTiles(const ConceptSummary& summary);
 
 }  // namespace fec::explain

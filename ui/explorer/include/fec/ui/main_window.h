@@ -1,7 +1,7 @@
 #pragma once
 
-// The explorer's main window: tabs with the pyramid, compare, hierarchy, heads, 3D and statistics
-// views; docks with the gallery, lineage, prediction and model facts; menus, drag and drop,
+// The explorer's main window: tabs with the pyramid, compare, hierarchy, heads, 3D, statistics,
+// evidence and concepts views; docks with the gallery, lineage, prediction and model facts; menus, drag and drop,
 // settings, a busy indicator with Cancel, and the automation used by --screenshot and the tests.
 
 #include <memory>
@@ -19,6 +19,7 @@ struct ExplainResult;
 using ExplainResultPtr = std::shared_ptr<const ExplainResult>;
 
 class ComparePanel;
+class ConceptsView;
 class EvidenceView;
 class HeadsView;
 class HierarchyPanel;
@@ -45,13 +46,13 @@ struct MainWindowOptions {
 class MainWindow : public QMainWindow {
     Q_OBJECT
 public:
-    enum class View { Pyramid, Compare, Hierarchy, Heads, ThreeD, Statistics, Evidence };
+    enum class View { Pyramid, Compare, Hierarchy, Heads, ThreeD, Statistics, Evidence, Concepts };
 
     explicit MainWindow(QWidget* parent = nullptr);
     explicit MainWindow(const MainWindowOptions& options, QWidget* parent = nullptr);
     ~MainWindow() override;
 
-    /// "pyramid", "compare", "hierarchy", "heads", "3d", "statistics", "evidence".
+    /// "pyramid", "compare", "hierarchy", "heads", "3d", "statistics", "evidence", "concepts".
     static bool viewFromName(const QString& name, View* view);
 
     /// Loads a checkpoint in the background (replaces the current model).
@@ -64,6 +65,12 @@ public:
     /// Shows an image of the gallery (or any file) and runs the model on it.
     void setCurrentImage(const QString& path);
     QString currentImage() const;
+    /// Opens a concept atlas folder in the Concepts view (checked against the current model;
+    /// another model's atlas is refused with both hashes named).
+    void openAtlas(const QString& dir);
+    /// Shows `imagePath` in the Pyramid view at `level` with raw cluster `segment` of that level
+    /// selected once its result arrives (what a segment of the Concepts view opens).
+    void openSegment(const QString& imagePath, int level, int segment);
 
     void showView(View view);
     View currentView() const;
@@ -110,6 +117,7 @@ public:
     HeadsView* headsView() const;
     StatisticsView* statisticsView() const;
     EvidenceView* evidenceView() const;
+    ConceptsView* conceptsView() const;
     /// The class the Evidence view explains, by name or index (--class); the top-1 class when empty.
     void setEvidenceClass(const QString& name);
     /// Created when the 3D tab is first shown (nullptr before, and on platforms without OpenGL).

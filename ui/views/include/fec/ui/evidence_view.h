@@ -33,6 +33,10 @@ class QLabel;
 class QProgressBar;
 class QPushButton;
 
+namespace fec::explain {
+struct Atlas;
+}
+
 namespace fec::ui {
 
 class ImageView;
@@ -68,6 +72,17 @@ public:
     /// statistics beside it (explain::evidenceStatsPathFor) and is offered only when they exist.
     void setModelPath(const QString& checkpointPath);
     QString modelPath() const { return m_modelPath; }
+    /// The concept atlas of the current model (null: none). With "Concepts" on and the atlas's
+    /// level shown, the bars are named by each segment's concept (nearest centre) and hovering a
+    /// segment shows its concept.
+    void setConceptAtlas(std::shared_ptr<const explain::Atlas> atlas);
+    void setShowConcepts(bool on);
+    /// Concept names are shown now (an atlas, the toggle on, the atlas level shown).
+    bool showsConcepts() const;
+    /// "collar" (or "concept 3") for a raw segment of the level shown while concepts are shown,
+    /// else empty.
+    QString conceptOfSegment(int32_t segment) const;
+    QCheckBox* conceptsCheck() const { return m_conceptsCheck; }
 
     /// The class explained: the top-1 class until the user (or setTargetClassName) picks one.
     int64_t targetClass() const { return m_target; }
@@ -126,7 +141,8 @@ public Q_SLOTS:
     void setTargetClass(qint64 index);
     /// -1: no contrast class.
     void setVersusClass(qint64 index);
-    /// Adds a final segment (raw id) to the intervention set, or takes it out.
+    /// Adds a segment of the level shown (raw id) to the intervention set, or takes it out. The
+    /// set belongs to that level: setLevel() empties it.
     void toggleSegment(qint32 segment);
     void setKeepOnly(bool on);
     void resetIntervention();
@@ -150,6 +166,8 @@ protected:
     void showEvent(QShowEvent* event) override;
 
 private:
+    void updateConcepts();
+    void showConceptTip(int node);
     void rebuildClassCombos();
     void recompute();
     void render();
@@ -187,6 +205,12 @@ private:
     QComboBox* m_classCombo = nullptr;
     QComboBox* m_versusCombo = nullptr;
     QCheckBox* m_interveneCheck = nullptr;
+    QCheckBox* m_conceptsCheck = nullptr;
+    std::shared_ptr<const explain::Atlas> m_atlas;
+    bool m_concepts = false;
+    std::vector<int32_t> m_segmentConcepts;        // per non-empty segment of the atlas level
+    const ExplainResult* m_conceptsFor = nullptr;  // the result m_segmentConcepts belongs to
+    QString m_conceptsError;
     QComboBox* m_interveneMode = nullptr;
     QPushButton* m_resetButton = nullptr;
     QWidget* m_legend = nullptr;

@@ -34,6 +34,16 @@ struct EvidenceRowRequest {
     std::shared_ptr<const explain::EvidenceReport> report;
 };
 
+/// A panel of a paper figure with the atlas concepts of one pyramid level: every segment of the
+/// level in its concept's colour (the same colours as the Pyramid view's Concepts toggle), with
+/// the concepts' names in the legend.
+struct ConceptPanelRequest {
+    int level = 0;                         ///< the atlas's level
+    std::vector<int32_t> segmentConcepts;  ///< concept of each non-empty segment of `level`
+                                           ///< (nonEmpty order, explain::segmentConcepts)
+    std::vector<QString> names;            ///< per concept id (explain::Atlas::conceptLabel)
+};
+
 struct ExportRequest {
     enum class Kind { CurrentView, Figure } kind = Kind::Figure;
     QString path;  ///< file to write; format from its extension (.png/.svg/.pdf)
@@ -43,6 +53,8 @@ struct ExportRequest {
     bool writeData = false;   ///< also levels.npy, kmeans_k<k>.npy, hierarchy.json beside the file
     /// Figure only: a second row with the evidence (none when empty).
     std::optional<EvidenceRowRequest> evidence;
+    /// Figure only: one more panel in the image's row with the atlas concepts (none when empty).
+    std::optional<ConceptPanelRequest> concepts;
 };
 
 /// Progress of an export: `done` of `total` steps, the step starting now; return false to cancel.
@@ -63,6 +75,8 @@ public:
     /// not. Without an offer the dialog offers the result's top-1 class, unchecked; a result
     /// without evidence (a backbone) offers none.
     void offerEvidenceRow(const EvidenceRowRequest& row, bool checked);
+    /// Offers the concept panel (a checkbox, checked when `checked`).
+    void offerConceptPanel(const ConceptPanelRequest& panel, bool checked);
 
     /// Writes the files for `request` (runs in the caller's thread); throws std::runtime_error
     /// with a message naming the file on failure.

@@ -21,6 +21,10 @@ class QHBoxLayout;
 class QLabel;
 class QSlider;
 
+namespace fec::explain {
+struct Atlas;
+}
+
 namespace fec::ui {
 
 class ImageView;
@@ -56,6 +60,16 @@ public:
     /// Milliseconds the last overlay took (0 when it came from the cache).
     double lastRenderMs() const { return m_lastRenderMs; }
 
+    /// The concept atlas of the current model (null: none); enables the Concepts toggle.
+    void setConceptAtlas(std::shared_ptr<const explain::Atlas> atlas);
+    /// Segments of the atlas level are drawn and named by their concept (nearest centre).
+    bool showsConcepts() const { return m_concepts && m_atlas && !m_segmentConcepts.empty(); }
+    /// Concept of each non-empty segment of the atlas level (nonEmpty order) for the result
+    /// shown; empty when concepts are not shown.
+    const std::vector<int32_t>& segmentConcepts() const { return m_segmentConcepts; }
+    /// "collar" (or "concept 3") for a node of the atlas level while concepts are shown, else empty.
+    QString conceptOfNode(int node) const;
+
 public Q_SLOTS:
     void setLevel(int level);
     void setKMeans(bool on);
@@ -63,6 +77,8 @@ public Q_SLOTS:
     void setDisplayMode(fec::ui::PyramidPanel::DisplayMode mode);
     void setOpacity(double opacity);
     void setMedianFilter(bool on);
+    /// Labels the atlas level's segments by concept instead of cluster id (shows that level).
+    void setShowConcepts(bool on);
 
 Q_SIGNALS:
     void levelChanged(int level);
@@ -79,6 +95,8 @@ private:
     void render();
     void updateHighlight();
     int lookupNode(QPoint pixel) const;
+    void updateConcepts();
+    void showConceptTip(int node);
 
     QPointer<SelectionModel> m_selection;
     ExplainResultPtr m_result;
@@ -91,6 +109,13 @@ private:
     QCheckBox* m_kmeansCheck = nullptr;
     QSlider* m_kSlider = nullptr;
     QLabel* m_kLabel = nullptr;
+    QCheckBox* m_conceptsCheck = nullptr;
+
+    std::shared_ptr<const explain::Atlas> m_atlas;
+    bool m_concepts = false;
+    std::vector<int32_t> m_segmentConcepts;
+    quint64 m_conceptsFor = 0;  // request id of the result m_segmentConcepts belongs to
+    QString m_conceptsError;
 
     int m_level = 99;  // clamped to the last (coarsest) level when a result arrives
     bool m_kmeans = false;

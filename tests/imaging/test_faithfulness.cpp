@@ -1,5 +1,6 @@
 // `fec eval --faithfulness`: AUCs, ROAD's imputation, deletion order, and the CLI's JSON.
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <vector>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include "../cli/run_fec.h"
 #include "fec/checkpoint.h"
@@ -61,6 +63,41 @@ TEST(Faithfulness, RoadImputationReproducesKnownValues)
     const auto noisy = imputeRemoved(image, removed, 0.01, 1);
     EXPECT_GT(noisy.sub(image).abs().max().item<float>(), 1e-4);
     EXPECT_EQ(noisy[0][0][0].item<float>(), image[0][0][0].item<float>());
+}
+
+TEST(Faithfulness, RoadImputationOfAffineChannelsEqualsSolvingEachChannel)
+{
+    // A grey image normalised per channel has channels a v + b of one another; the imputer solves
+    // one system for them. Each channel must still equal the channel imputed on its own, and a
+    // colour image (channels unrelated) must too.
+    const int64_t h = 24, w = 20;
+    auto grey = at::empty({h, w}, at::kFloat), colour = at::empty({3, h, w}, at::kFloat);
+    for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+            grey[y][x] = static_cast<float>(std::sin(0.3 * x) * std::cos(0.2 * y) + 0.01 * x * y);
+            colour[0][y][x] = static_cast<float>(std::cos(0.5 * x + 0.1 * y));
+            colour[1][y][x] = static_cast<float>(0.02 * x * x - 0.3 * y);
+            colour[2][y][x] = static_cast<float>(std::sin(0.7 * y) * 0.5);
+        }
+    const auto normalised =
+        at::stack({grey.sub(0.485).div(0.229), grey.sub(0.456).div(0.224), grey.sub(0.406).div(0.225)});  // [3, H, W]
+    std::vector<uint8_t> removed(static_cast<size_t>(h * w), 0);
+    for (int64_t y = 3; y < 19; ++y)  // a large hole, a stripe to the border and scattered pixels
+        for (int64_t x = 4; x < 15; ++x)
+            removed[static_cast<size_t>(y * w + x)] = 1;
+    for (int64_t x = 0; x < w; ++x)
+        removed[static_cast<size_t>(21 * w + x)] = 1;
+    for (int64_t p = 0; p < h * w; p += 7)
+        removed[static_cast<size_t>(p)] = 1;
+    for (const auto& image : {normalised, colour}) {
+        const auto together = imputeRemoved(image, removed, 0.0, 3);
+        for (int64_t c = 0; c < 3; ++c) {
+            const auto alone = imputeRemoved(image.slice(0, c, c + 1), removed, 0.0, 3)[0];
+            EXPECT_LT(together[c].sub(alone).abs().max().item<float>(), 2e-5) << "channel " << c;
+        }
+        // Pixels kept are untouched.
+        EXPECT_EQ(together[1][0][1].item<float>(), image[1][0][1].item<float>());
+    }
 }
 
 TEST(Faithfulness, TopRankedDeletionDropsFasterThanReverse)
@@ -122,6 +159,58 @@ TEST(Faithfulness, CliWritesJsonWithEveryMethod)
     }
     for (const char* key : {"mean", "median", "q1", "q3"})
         EXPECT_TRUE(j["spearman"].contains(key)) << key;
+}
+
+TEST(Faithfulness, ReportIsTheSameForAnyNumberOfWorkersAndStopsWhenCancelled)
+{
+    if (!train::FashionMnist::detect(kFashion) || !fs::exists(kModel))
+        GTEST_SKIP() << "needs " << kFashion << " and " << kModel;
+    auto model = loadCheckpoint(kModel).model;
+    train::FashionMnist data(kFashion, train::FashionMnist::Split::Test, 4);
+    FaithfulnessOptions o;
+    o.steps = 4;
+    o.randomSeeds = 1;
+    const int threadsBefore = at::get_num_threads();
+    // Every worker runs one intra-op thread; one worker on one thread must give the same report to
+    // the last bit (two intra-op threads sum convolutions in another order, and near-tied pixels of
+    // a map can then swap ranks).
+    std::vector<FaithfulnessReport> reports;
+    for (int workers : {1, 2}) {
+        o.workers = workers;
+        if (workers == 1)
+            at::set_num_threads(1);
+        std::vector<int64_t> calls;
+        reports.push_back(
+            faithfulnessScores(*model, data, 128, train::EvalResize::Squash, o, [&](int64_t done, int64_t total) {
+                EXPECT_EQ(total, 4);
+                calls.push_back(done);
+            }));
+        EXPECT_EQ(calls, (std::vector<int64_t>{1, 2, 3, 4})) << workers << " workers";
+        at::set_num_threads(threadsBefore);
+    }
+    EXPECT_EQ(at::get_num_threads(), threadsBefore) << "the intra-op thread count is restored";
+    ASSERT_EQ(reports[0].images, 4);
+    ASSERT_EQ(reports[1].images, 4);
+    EXPECT_EQ(reports[0].top1, reports[1].top1);
+    EXPECT_EQ(reports[0].spearmanMedian, reports[1].spearmanMedian);
+    EXPECT_EQ(reports[0].segmentDeletionByAblation.mean, reports[1].segmentDeletionByAblation.mean);
+    for (size_t m = 0; m < reports[0].methods.size(); ++m) {
+        const auto &a = reports[0].methods[m], &b = reports[1].methods[m];
+        EXPECT_EQ(a.deletion.mean, b.deletion.mean) << a.name;
+        EXPECT_EQ(a.insertion.mean, b.insertion.mean) << a.name;
+        EXPECT_EQ(a.roadScore.mean, b.roadScore.mean) << a.name;
+        EXPECT_EQ(a.segmentDeletion.mean, b.segmentDeletion.mean) << a.name;
+        EXPECT_EQ(a.roadMorf.sem, b.roadMorf.sem) << a.name;
+    }
+
+    // Cancelled after the first image: the workers stop, and the report covers what finished.
+    std::atomic<bool> cancel{false};
+    o.workers = 2;
+    const auto cut = faithfulnessScores(
+        *model, data, 128, train::EvalResize::Squash, o, [&](int64_t, int64_t) { cancel = true; }, &cancel);
+    EXPECT_GE(cut.images, 1);
+    EXPECT_LT(cut.images, 4);
+    EXPECT_EQ(cut.methods.size(), reports[0].methods.size());
 }
 
 }  // namespace

@@ -42,6 +42,7 @@ struct FaithfulnessOptions {
     int randomSeeds = 5;        ///< random orders averaged for the Random method
     int batch = 48;             ///< images per forward
     uint64_t seed = 0;          ///< random orders, tie-breaking and ROAD noise
+    int workers = 0;            ///< images scored at once, one intra-op thread each (0: at::get_num_threads())
 };
 
 /// Area under y(x) by the trapezoid rule; x ascending. Fewer than two points: 0.
@@ -120,9 +121,11 @@ struct FaithfulnessReport {
     double top1 = 0;          ///< percent of images whose predicted class is the label
 };
 
-/// Runs every method and metric over `data` (one image at a time, each image's steps batched).
-/// `progress(done, total)` after each image; `cancel` is polled between images and, when set,
-/// the report covers the images done so far.
+/// Runs every method and metric over `data`: `options.workers` images at once, each image's steps
+/// batched. The report does not depend on the number of workers. `progress(done, total)` after
+/// each image, from a worker thread, one call at a time; `cancel` is polled between an image's
+/// methods and, when set, the report covers the images finished so far. An image that cannot be
+/// read stops the run with its error.
 FaithfulnessReport faithfulnessScores(FecModelImpl& model, const train::Dataset& data, int size,
                                       train::EvalResize resize, const FaithfulnessOptions& options,
                                       const std::function<void(int64_t, int64_t)>& progress = {},

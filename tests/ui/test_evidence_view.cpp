@@ -371,7 +371,7 @@ private Q_SLOTS:
             options.ablation = false;
             const auto engine =
                 fec::explain::segmentEvidence(*m_bundle->loaded.model.ptr(), c10::kCPU, *m_result, options);
-            const auto exact = exactEvidenceReport(*m_result, a, versus);
+            const auto exact = fec::explain::exactSegmentEvidence(*m_result, a, versus);
             QCOMPARE(exact.maps.logit, engine.maps.logit);
             QCOMPARE(exact.segments.size(), engine.segments.size());
             for (size_t i = 0; i < exact.segments.size(); ++i) {
@@ -391,8 +391,8 @@ private Q_SLOTS:
             }
             QCOMPARE(cv::norm(exact.densityAtImage, engine.densityAtImage, cv::NORM_INF), 0.0);
         }
-        QVERIFY_THROWS_EXCEPTION(std::out_of_range,
-                                 exactEvidenceReport(*m_result, m_result->evidence.contributions.size(1)));
+        QVERIFY_THROWS_EXCEPTION(
+            std::out_of_range, fec::explain::exactSegmentEvidence(*m_result, m_result->evidence.contributions.size(1)));
     }
 
     void reportCarriesTheComputedEffects()

@@ -175,11 +175,6 @@ struct EvidenceView::DatasetStats {
     }
 };
 
-explain::EvidenceReport exactEvidenceReport(const explain::Explanation& e, int64_t target, int64_t versus)
-{
-    return explain::exactSegmentEvidence(e, target, versus);
-}
-
 EvidenceView::EvidenceView(SelectionModel* selection, QWidget* parent) : QWidget(parent), m_selection(selection)
 {
     auto* layout = new QVBoxLayout(this);
@@ -502,7 +497,8 @@ std::shared_ptr<const explain::EvidenceReport> EvidenceView::report() const
 {
     if (!m_result || !m_result->evidence.contributions.defined() || m_result->pyramid.levelCount() == 0)
         return nullptr;
-    auto report = std::make_shared<explain::EvidenceReport>(exactEvidenceReport(*m_result, m_target, m_versus));
+    auto report =
+        std::make_shared<explain::EvidenceReport>(explain::exactSegmentEvidence(*m_result, m_target, m_versus));
     for (auto& s : report->segments) {
         const auto it = m_effects.constFind(s.level);
         if (it == m_effects.constEnd())

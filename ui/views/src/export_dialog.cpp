@@ -55,17 +55,18 @@ at::Tensor conceptLabels(const explain::Explanation& e, const ConceptPanelReques
     return labels;
 }
 
-figure::FigurePanel conceptPanelOf(const explain::Explanation& e, const ConceptPanelRequest& c)
+// `labels`: conceptLabels(e, c).
+figure::FigurePanel conceptPanelOf(const explain::Explanation& e, const ConceptPanelRequest& c,
+                                   const at::Tensor& labels)
 {
     // Label i is drawn in palette colour i: the colours of the Pyramid view's Concepts toggle.
-    const cv::Mat out = imaging::overlay(e.image, conceptLabels(e, c), e.prepared.mapping, imaging::OverlayStyle{});
+    const cv::Mat out = imaging::overlay(e.image, labels, e.prepared.mapping, imaging::OverlayStyle{});
     return {QObject::tr("Concepts · level %1").arg(c.level), figure::toQImage(out)};
 }
 
 // The concepts of the panel with their colours, the largest area first (at most 8).
-figure::FigureLegend conceptLegend(const explain::Explanation& e, const ConceptPanelRequest& c)
+figure::FigureLegend conceptLegend(const ConceptPanelRequest& c, const at::Tensor& labels)
 {
-    const at::Tensor labels = conceptLabels(e, c);
     std::map<int32_t, int64_t> area;
     const int32_t* p = labels.data_ptr<int32_t>();
     for (int64_t i = 0; i < labels.numel(); ++i)
@@ -283,8 +284,9 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
         if (conceptPanel) {
             if (!step(QObject::tr("Drawing the concepts")))
                 return {};
-            row.panels.push_back(conceptPanelOf(result, *request.concepts));
-            row.legend = conceptLegend(result, *request.concepts);
+            const at::Tensor labels = conceptLabels(result, *request.concepts);
+            row.panels.push_back(conceptPanelOf(result, *request.concepts, labels));
+            row.legend = conceptLegend(*request.concepts, labels);
         }
         std::vector<figure::FigureRow> rows{std::move(row)};
         if (evidenceRow) {
@@ -297,7 +299,7 @@ QStringList ExportDialog::exportTo(const ExplainResult& result, const QImage& cu
                 // Without a report: the exact part, which needs no model (milliseconds).
                 const auto report = ev.report ? ev.report
                                               : std::make_shared<const explain::EvidenceReport>(
-                                                    exactEvidenceReport(result, ev.target, ev.versus));
+                                                    explain::exactSegmentEvidence(result, ev.target, ev.versus));
                 rows.push_back(
                     figure::evidenceRow(result, *report, QObject::tr("Evidence"), ev.className, ev.versusName));
             } catch (const std::exception& e) {

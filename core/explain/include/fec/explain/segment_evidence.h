@@ -68,7 +68,10 @@ EvidenceReport segmentEvidence(FecModelImpl& model, const c10::Device& device, c
                                const EvidenceOptions& options, const CancelCheck& cancel = {});
 
 /// The exact part of segmentEvidence() (no ablation: every effect NaN), which needs no model:
-/// the evidence maps and every segment's contribution. Milliseconds.
+/// the evidence maps, the density at the image's own resolution and every segment of every level
+/// with its contribution. A few milliseconds: the window calls it on the GUI thread. Throws
+/// NoClassifierError when `explanation` carries no evidence and std::out_of_range for a class
+/// outside the model's range.
 EvidenceReport exactSegmentEvidence(const Explanation& explanation, int64_t target, int64_t versus = -1);
 
 /// "level,segment,pixels,x0,y0,x1,y1,contribution,ablation_effect\n" and one line per segment.

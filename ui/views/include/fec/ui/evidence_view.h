@@ -42,14 +42,6 @@ namespace fec::ui {
 class ImageView;
 class SelectionModel;
 
-/// The exact part of explain::segmentEvidence for `explanation` (which must carry its evidence),
-/// computed without the model: the maps, the density at the image's own resolution and every
-/// segment of every level with its contribution; every `effect` is NaN (no ablation). Fast enough
-/// for the GUI thread (a few milliseconds). Throws NoClassifierError without evidence and
-/// std::out_of_range for a class outside the model's range.
-explain::EvidenceReport exactEvidenceReport(const explain::Explanation& explanation, int64_t target,
-                                            int64_t versus = -1);
-
 class EvidenceView : public QWidget {
     Q_OBJECT
 public:

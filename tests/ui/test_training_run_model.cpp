@@ -6,11 +6,15 @@
 
 #include <QDir>
 #include <QFile>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
 #include <csignal>
+#include <memory>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -460,6 +464,46 @@ exit 2
                 .arg(owner);
         QVERIFY2(run.message().contains(expected), qPrintable(run.message()));
         ::kill(static_cast<pid_t>(owner), SIGTERM);
+    }
+
+    // Another explorer started `fec train` on the folder between this start's check and its
+    // launch: its explorer-process.json must survive ours being refused, or no later session finds
+    // that run again.
+    void anotherExplorersProcessFileSurvivesARefusedStart()
+    {
+        TrainingSpec s = spec();
+        QVERIFY(QDir().mkpath(s.out));
+        // Stands for the other explorer's `fec train --out RUN` (alive, "train" and the folder in
+        // its command line); it holds no lock, so this start passes its check.
+        QProcess other;
+        other.start(QStringLiteral("/bin/sh"),
+                    {QStringLiteral("-c"), QStringLiteral("sleep 20; true"), QStringLiteral("train"), s.out});
+        QVERIFY(other.waitForStarted());
+        const qint64 otherPid = other.processId();
+        const QString processFile = QDir(s.out).filePath(QStringLiteral("explorer-process.json"));
+        {
+            QFile f(processFile);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write(QStringLiteral(R"({"pid":%1,"command":["fec","train"]})").arg(otherPid).toUtf8());
+        }
+        TrainingRun run(s);
+        QVERIFY(run.start(fake(R"(sleep 0.3
+echo "fec: the run folder $out is in use by another training process" >&2
+exit 2
+)")));
+        QTRY_COMPARE_WITH_TIMEOUT(run.status(), RunStatus::Failed, 10000);
+        QFile f(processFile);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const auto pid =
+            static_cast<qint64>(QJsonDocument::fromJson(f.readAll()).object().value(QStringLiteral("pid")).toDouble());
+        QCOMPARE(pid, otherPid);
+        QString error;
+        std::unique_ptr<TrainingRun> reopened(TrainingRun::open(s.out, &error));
+        QVERIFY2(reopened, qPrintable(error));
+        QCOMPARE(reopened->status(), RunStatus::Running);
+        reopened.reset();
+        other.kill();
+        other.waitForFinished();
     }
 
     void specArguments()

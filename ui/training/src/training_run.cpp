@@ -945,6 +945,17 @@ void TrainingRun::loadRunJson()
 
 void TrainingRun::writeProcessFile()
 {
+    // Another explorer's `fec train` may have taken the folder between the start's check and
+    // now (ours is then refused by its lock): its process file stays, or no later session could
+    // find that run again.
+    QFile existing(processFilePath());
+    if (existing.open(QIODevice::ReadOnly)) {
+        const auto owner = static_cast<qint64>(
+            QJsonDocument::fromJson(existing.readAll()).object().value(QStringLiteral("pid")).toDouble());
+        existing.close();
+        if (owner > 0 && owner != m_pid && processAlive(owner, m_dir))
+            return;
+    }
     QJsonObject o;
     o.insert(QStringLiteral("pid"), static_cast<double>(m_pid));
     o.insert(QStringLiteral("started"), m_startedAt.toString(Qt::ISODate));

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -427,6 +428,92 @@ TEST_F(Concepts, CommandLineWritesAnAtlasAndRefusesBadLevels)
                             "--out", dir("cli-bad").string()}),
               0);
     EXPECT_FALSE(fs::exists(dir("cli-bad")));
+}
+
+// An atlas of one image whose segment i belongs to concept concepts[i].
+Atlas partition(const std::vector<int32_t>& concepts, int k)
+{
+    Atlas a;
+    a.images = {"idx:0"};
+    a.level = 3;
+    a.k = k;
+    a.concepts.resize(static_cast<size_t>(k));
+    for (size_t i = 0; i < concepts.size(); ++i) {
+        AtlasSegment s;
+        s.level = 3;
+        s.segment = static_cast<int32_t>(i);
+        s.concept = concepts[i];
+        a.segments.push_back(s);
+    }
+    return a;
+}
+
+TEST(ConceptsCompare, AdjustedRandIndexOfKnownPartitions)
+{
+    // The textbook values: one cluster split in two gives 4/7; a crossing partition -1/2.
+    EXPECT_NEAR(compareAtlases(partition({0, 0, 1, 1}, 2), partition({0, 0, 1, 2}, 3)).adjustedRand, 4.0 / 7.0, 1e-12);
+    EXPECT_NEAR(compareAtlases(partition({0, 0, 1, 1}, 2), partition({0, 1, 0, 1}, 2)).adjustedRand, -0.5, 1e-12);
+    // The same partition under other ids: 1, and every concept finds its renamed self whole.
+    const auto same = compareAtlases(partition({0, 0, 1, 1, 2}, 3), partition({2, 2, 0, 0, 1}, 3));
+    EXPECT_DOUBLE_EQ(same.adjustedRand, 1.0);
+    ASSERT_EQ(same.matches.size(), 3u);
+    EXPECT_EQ(same.matches[0].match, 2);
+    EXPECT_EQ(same.matches[1].match, 0);
+    EXPECT_EQ(same.matches[2].match, 1);
+    for (const auto& m : same.matches)
+        EXPECT_DOUBLE_EQ(m.jaccard, 1.0);
+    // Concept 1 of {0,0,1,1,1,1} shares 3 of its 4 segments with concept 1 of {0,0,0,1,1,1}, whose
+    // union with it holds 4: Jaccard 3/4.
+    const auto split = compareAtlases(partition({0, 0, 1, 1, 1, 1}, 2), partition({0, 0, 0, 1, 1, 1}, 2));
+    EXPECT_EQ(split.matches[1].match, 1);
+    EXPECT_EQ(split.matches[1].shared, 3);
+    EXPECT_DOUBLE_EQ(split.matches[1].jaccard, 0.75);
+    EXPECT_EQ(split.segments, 6);
+
+    // Atlases of other segments or images are refused, saying why.
+    EXPECT_THROW(compareAtlases(partition({0, 1}, 2), partition({0, 1, 1}, 2)), std::invalid_argument);
+    auto otherImages = partition({0, 1}, 2);
+    otherImages.images = {"idx:5"};
+    try {
+        compareAtlases(partition({0, 1}, 2), otherImages);
+        ADD_FAILURE() << "atlases of different images were compared";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("different images"), std::string::npos) << e.what();
+    }
+}
+
+TEST_F(Concepts, CompareCommandReportsAgreementOfTwoSeeds)
+{
+    auto o = options();
+    o.seed = 8;
+    const auto other = build(o);
+    writeAtlas(other, dir("seed8").string(), *s_loaded->model, c10::kCPU, *s_data);
+    const auto expected = compareAtlases(*s_atlas, other);
+    testing::internal::CaptureStdout();
+    const int rc = test::runFec({"concepts-compare", dir("a").string(), dir("seed8").string(), "--json"});
+    const auto text = testing::internal::GetCapturedStdout();
+    ASSERT_EQ(rc, 0) << text;
+    const auto j = nlohmann::json::parse(text);
+    EXPECT_EQ(j["segments"], static_cast<int64_t>(s_atlas->segments.size()));
+    EXPECT_NEAR(j["adjusted_rand"].get<double>(), expected.adjustedRand, 1e-12);
+    ASSERT_EQ(j["concepts"].size(), 4u);
+    double previous = 2;
+    for (const auto& c : j["concepts"]) {
+        for (const char* key : {"id", "name", "size", "match", "match_name", "shared", "jaccard"})
+            EXPECT_TRUE(c.contains(key)) << key;
+        EXPECT_LE(c["jaccard"].get<double>(), previous) << "most stable first";
+        previous = c["jaccard"].get<double>();
+    }
+    // An atlas compared with itself agrees completely.
+    testing::internal::CaptureStdout();
+    ASSERT_EQ(test::runFec({"concepts-compare", dir("a").string(), dir("a").string(), "--json"}), 0);
+    EXPECT_DOUBLE_EQ(nlohmann::json::parse(testing::internal::GetCapturedStdout())["adjusted_rand"].get<double>(), 1.0);
+    // An atlas of other images cannot be compared: non-zero exit, nothing on stdout.
+    const auto fewer = openAtlasData(kFashion, "test", 16, 0, s_loaded->info.classNames);
+    writeAtlas(build(options(), fewer), dir("fewer").string(), *s_loaded->model, c10::kCPU, fewer);
+    testing::internal::CaptureStdout();
+    EXPECT_NE(test::runFec({"concepts-compare", dir("a").string(), dir("fewer").string()}), 0);
+    EXPECT_EQ(testing::internal::GetCapturedStdout(), "");
 }
 
 }  // namespace

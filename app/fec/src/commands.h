@@ -80,7 +80,7 @@ void addExplainCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& com
 /// Registers `evidence-stats` (evidence_stats_command.cpp; needs imaging).
 void addEvidenceStatsCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
 
-/// Registers `concepts` (concepts_command.cpp; needs imaging).
+/// Registers `concepts` and `concepts-compare` (concepts_command.cpp; needs imaging).
 void addConceptsCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands);
 
 /// Registers `train` and `eval` (train_commands.cpp).

@@ -1,4 +1,5 @@
 // `fec concepts`: the concept atlas of a dataset (fec/explain/concepts.h) written into a folder.
+// `fec concepts-compare`: how far two atlases of the same segments agree (seeds, K).
 
 #include <algorithm>
 #include <atomic>
@@ -208,11 +209,87 @@ private:
     bool m_json = false;
 };
 
+class ConceptsCompareCommand : public Command {
+public:
+    explicit ConceptsCompareCommand(CLI::App& parent)
+        : Command(parent.add_subcommand("concepts-compare",
+                                        "how far two concept atlases of the same segments agree (another seed or K): "
+                                        "adjusted Rand index and, per concept, its best match"))
+    {
+        auto& a = *m_app;
+        a.add_option("first", m_first, "an atlas folder written by `fec concepts`")->required();
+        a.add_option("second", m_second, "another atlas of the same data, model and level")->required();
+        a.add_flag("--json", m_json, "the result as JSON on stdout");
+    }
+
+    int run() override
+    {
+        const auto first = explain::readAtlas(m_first), second = explain::readAtlas(m_second);
+        explain::AtlasAgreement agreement;
+        try {
+            agreement = explain::compareAtlases(first, second);
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(m_first + " and " + m_second + " cannot be compared: " + e.what());
+        }
+        if (first.modelSha1 != second.modelSha1)
+            std::cerr << "fec: note: the atlases come from different model files (SHA-1 " << first.modelSha1 << " and "
+                      << second.modelSha1 << ")\n";
+        // Most stable first: a concept that reappears whole is one a user can trust across runs.
+        auto matches = agreement.matches;
+        std::stable_sort(matches.begin(), matches.end(),
+                         [](const auto& a, const auto& b) { return a.jaccard > b.jaccard; });
+        if (m_json) {
+            json j;
+            j["first"] = printablePath(m_first);
+            j["second"] = printablePath(m_second);
+            j["segments"] = agreement.segments;
+            j["adjusted_rand"] = agreement.adjustedRand;
+            json concepts = json::array();
+            for (const auto& m : matches)
+                concepts.push_back(
+                    {{"id", m.concept},
+                     {"name", printable(first.concepts[static_cast<size_t>(m.concept)].name)},
+                     {"size", m.size},
+                     {"match", m.match},
+                     {"match_name",
+                      m.match >= 0 ? printable(second.concepts[static_cast<size_t>(m.match)].name) : std::string()},
+                     {"shared", m.shared},
+                     {"jaccard", m.jaccard}});
+            j["concepts"] = concepts;
+            std::cout << j.dump(2) << "\n";
+            return 0;
+        }
+        std::cout << printablePath(m_first) << " (K = " << first.k << ", seed " << first.seed << ") versus "
+                  << printablePath(m_second) << " (K = " << second.k << ", seed " << second.seed
+                  << "): " << agreement.segments << " level-" << first.level << " segments\n"
+                  << "Adjusted Rand index " << std::fixed << std::setprecision(3) << agreement.adjustedRand
+                  << " (1: the same concepts, 0: chance)\n";
+        std::cout << std::left << std::setw(28) << "concept" << std::setw(28) << "best match" << std::right
+                  << std::setw(9) << "size" << std::setw(9) << "shared" << std::setw(9) << "Jaccard\n";
+        auto label = [](const explain::Atlas& atlas, int id) {
+            if (id < 0)
+                return std::string("-");
+            const auto& name = atlas.concepts[static_cast<size_t>(id)].name;
+            return printable(name.empty() ? std::to_string(id) : name + " (" + std::to_string(id) + ")");
+        };
+        for (const auto& m : matches)
+            std::cout << std::left << std::setw(28) << label(first, m.concept) << std::setw(28)
+                      << label(second, m.match) << std::right << std::setw(9) << m.size << std::setw(9) << m.shared
+                      << std::setw(9) << std::setprecision(2) << m.jaccard << "\n";
+        return 0;
+    }
+
+private:
+    std::string m_first, m_second;
+    bool m_json = false;
+};
+
 }  // namespace
 
 void addConceptsCommand(CLI::App& app, std::vector<std::unique_ptr<Command>>& commands)
 {
     commands.push_back(std::make_unique<ConceptsCommand>(app));
+    commands.push_back(std::make_unique<ConceptsCompareCommand>(app));
 }
 
 }  // namespace fec::cli

@@ -1071,6 +1071,69 @@ void writeConceptNames(const std::string& dir, const std::vector<std::string>& n
     }
 }
 
+AtlasAgreement compareAtlases(const Atlas& first, const Atlas& second)
+{
+    if (first.images != second.images)
+        throw std::invalid_argument("the atlases were built from different images (" +
+                                    std::to_string(first.images.size()) + " and " +
+                                    std::to_string(second.images.size()) + "; compare atlases of one dataset)");
+    if (first.level != second.level)
+        throw std::invalid_argument("the atlases cluster different levels (" + std::to_string(first.level) + " and " +
+                                    std::to_string(second.level) + ")");
+    const auto n = first.segments.size();
+    if (second.segments.size() != n)
+        throw std::invalid_argument("the atlases hold different segments (" + std::to_string(n) + " and " +
+                                    std::to_string(second.segments.size()) + "; built with another model?)");
+    const auto ka = static_cast<size_t>(first.k), kb = static_cast<size_t>(second.k);
+    std::vector<int64_t> table(ka * kb, 0), rows(ka, 0), cols(kb, 0);
+    for (size_t i = 0; i < n; ++i) {
+        const auto &a = first.segments[i], &b = second.segments[i];
+        if (a.image != b.image || a.segment != b.segment)
+            throw std::invalid_argument("the atlases hold different segments (row " + std::to_string(i) +
+                                        " is segment " + std::to_string(a.segment) + " of image " +
+                                        std::to_string(a.image) + " in one, segment " + std::to_string(b.segment) +
+                                        " of image " + std::to_string(b.image) + " in the other)");
+        if (a.concept < 0 || static_cast<size_t>(a.concept) >= ka || b.concept < 0 ||
+            static_cast<size_t>(b.concept) >= kb)
+            throw std::invalid_argument("segment row " + std::to_string(i) + " has no concept");
+        ++table[static_cast<size_t>(a.concept) * kb + static_cast<size_t>(b.concept)];
+        ++rows[static_cast<size_t>(a.concept)];
+        ++cols[static_cast<size_t>(b.concept)];
+    }
+    AtlasAgreement r;
+    r.segments = static_cast<int64_t>(n);
+    // ARI = (sum_ij C(n_ij, 2) - E) / ((sum_i C(a_i, 2) + sum_j C(b_j, 2)) / 2 - E), with
+    // E = sum_i C(a_i, 2) sum_j C(b_j, 2) / C(n, 2). In doubles: exact below 2^53 pairs.
+    auto pairs = [](int64_t v) { return 0.5 * static_cast<double>(v) * static_cast<double>(v - 1); };
+    double index = 0, sumRows = 0, sumCols = 0;
+    for (auto v : table)
+        index += pairs(v);
+    for (auto v : rows)
+        sumRows += pairs(v);
+    for (auto v : cols)
+        sumCols += pairs(v);
+    const double total = pairs(static_cast<int64_t>(n));
+    const double expected = total > 0 ? sumRows * sumCols / total : 0;
+    const double maximum = 0.5 * (sumRows + sumCols);
+    // Both partitions trivial (one concept each, or every segment alone): identical, so 1.
+    r.adjustedRand = maximum - expected != 0 ? (index - expected) / (maximum - expected) : 1.0;
+    for (size_t c = 0; c < ka; ++c) {
+        ConceptMatch m;
+        m.concept = static_cast<int>(c);
+        m.size = rows[c];
+        for (size_t d = 0; d < kb; ++d)
+            if (table[c * kb + d] > m.shared) {
+                m.shared = table[c * kb + d];
+                m.match = static_cast<int>(d);
+            }
+        if (m.match >= 0)
+            m.jaccard = static_cast<double>(m.shared) /
+                        static_cast<double>(rows[c] + cols[static_cast<size_t>(m.match)] - m.shared);
+        r.matches.push_back(m);
+    }
+    return r;
+}
+
 void checkAtlasModel(const Atlas& atlas, const std::string& checkpointPath)
 {
     const auto sha = fileSha1(checkpointPath);

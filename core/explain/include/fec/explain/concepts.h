@@ -145,6 +145,27 @@ void writeConceptNames(const std::string& dir, const std::vector<std::string>& n
 /// Throws std::runtime_error naming both hashes when the atlas was built from another model file.
 void checkAtlasModel(const Atlas& atlas, const std::string& checkpointPath);
 
+/// How one concept of an atlas reappears in another atlas of the same segments.
+struct ConceptMatch {
+    int concept = 0;     ///< id in the first atlas
+    int64_t size = 0;    ///< its segments
+    int match = -1;      ///< id in the second atlas sharing the most segments with it (ties: lower id)
+    int64_t shared = 0;  ///< segments in both
+    double jaccard = 0;  ///< shared / segments in either
+};
+
+/// Agreement of two atlases built over the same segments (another seed, K or sample).
+struct AtlasAgreement {
+    int64_t segments = 0;
+    double adjustedRand = 0;            ///< adjusted Rand index (Hubert & Arabie 1985): 1 = the same
+                                        ///< partition, about 0 = chance, negative = worse than chance
+    std::vector<ConceptMatch> matches;  ///< one per concept of the first atlas, by id
+};
+
+/// Compares the concept assignments of two atlases. Throws std::invalid_argument when they do not
+/// hold the same segments (the same images in the same order, level and segment ids).
+AtlasAgreement compareAtlases(const Atlas& first, const Atlas& second);
+
 /// Concept of each non-empty segment of one image at the atlas level: `representatives` [M, D]
 /// (rows of SegmentPyramid::representatives[atlas.level - 1] at the level's nonEmpty ids, any
 /// float type, any device), nearest centre by cosine (ties: the lower id). Returns M concept ids.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <cmath>
@@ -320,6 +321,9 @@ at::Tensor imputeRemoved(const at::Tensor& image, const std::vector<uint8_t>& re
     const auto m = unknown.size();
     if (m == 0)
         return out.to(at::kFloat);
+    // The compressed rows index unknowns with int32.
+    TORCH_CHECK(m < static_cast<size_t>(std::numeric_limits<int32_t>::max() / 8),
+                "imputeRemoved: too many removed pixels (", m, ")");
     const auto* src = img.data_ptr<double>();
     auto* dst = out.data_ptr<double>();
 

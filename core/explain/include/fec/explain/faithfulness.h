@@ -42,7 +42,8 @@ struct FaithfulnessOptions {
     int randomSeeds = 5;        ///< random orders averaged for the Random method
     int batch = 48;             ///< images per forward
     uint64_t seed = 0;          ///< random orders, tie-breaking and ROAD noise
-    int workers = 0;            ///< images scored at once, one intra-op thread each (0: at::get_num_threads())
+    int workers = 0;            ///< images scored at once (0: at::get_num_threads(), at most 4), sharing the
+                                ///< intra-op threads
 };
 
 /// Area under y(x) by the trapezoid rule; x ascending. Fewer than two points: 0.
@@ -122,7 +123,8 @@ struct FaithfulnessReport {
 };
 
 /// Runs every method and metric over `data`: `options.workers` images at once, each image's steps
-/// batched. The report does not depend on the number of workers. `progress(done, total)` after
+/// batched. With the same intra-op threads per image the report does not depend on the number of
+/// workers (LibTorch's intra-op threads are divided among them meanwhile). `progress(done, total)` after
 /// each image, from a worker thread, one call at a time; `cancel` is polled between an image's
 /// methods and, when set, the report covers the images finished so far. An image that cannot be
 /// read stops the run with its error.

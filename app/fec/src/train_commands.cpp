@@ -10,6 +10,8 @@
 #include <iostream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
@@ -825,15 +827,19 @@ private:
         o.randomSeeds = m_randomSeeds;
         SignalScope signals;
         const auto started = std::chrono::steady_clock::now();
+        // A terminal gets one line rewritten in place; a log gets a line per image.
+        const bool tty = ::isatty(STDERR_FILENO);
         auto progress = [&](int64_t done, int64_t total) {
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-            std::cerr << "faithfulness: " << done << "/" << total << " images, " << std::fixed << std::setprecision(1)
-                      << elapsed << " s, ETA " << eta << " s\n";
+            std::cerr << (tty ? "\r" : "") << "faithfulness: " << done << "/" << total << " images, "
+                      << clockText(elapsed) << " elapsed, ETA " << clockText(eta) << (tty ? "   " : "\n") << std::flush;
         };
         const auto r =
             explain::faithfulnessScores(*loaded.model, data, e.size, e.resize, o, progress, &g_stopRequested);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        if (tty && r.images > 0)
+            std::cerr << "\n";
         if (g_stopRequested)
             std::cerr << "faithfulness: interrupted after " << r.images << " images\n";
         if (m_json) {

@@ -127,7 +127,9 @@ struct FaithfulnessReport {
 /// workers (LibTorch's intra-op threads are divided among them meanwhile). `progress(done, total)` after
 /// each image, from a worker thread, one call at a time; `cancel` is polled between an image's
 /// methods and, when set, the report covers the images finished so far. An image that cannot be
-/// read stops the run with its error.
+/// read stops the run with its error. With several workers it sets LibTorch's intra-op thread
+/// count (at::set_num_threads) for its duration and restores it: call it where no other thread
+/// runs LibTorch work meanwhile (`fec eval` does).
 FaithfulnessReport faithfulnessScores(FecModelImpl& model, const train::Dataset& data, int size,
                                       train::EvalResize resize, const FaithfulnessOptions& options,
                                       const std::function<void(int64_t, int64_t)>& progress = {},

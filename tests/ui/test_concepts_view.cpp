@@ -30,8 +30,10 @@
 #include "fec/ui/pyramid_panel.h"
 #include "fec/ui/qcustomplot_wrapper.h"
 #include "fec/ui/selection_model.h"
+#include "plot_values.h"
 
 using namespace fec::ui;
+using fec::test::barValues;
 
 namespace {
 
@@ -42,21 +44,6 @@ QString defaultModel()
     const QDir models(QStringLiteral(FEC_SOURCE_DIR "/models"));
     const auto found = models.entryList({QStringLiteral("fec-fashion-128.pth.tar")}, QDir::Files);
     return found.isEmpty() ? QString() : models.absoluteFilePath(found.first());
-}
-
-std::vector<double> barValues(QCustomPlot* plot)
-{
-    std::vector<std::pair<double, double>> bars;
-    for (int i = 0; i < plot->plottableCount(); ++i) {
-        auto* b = qobject_cast<QCPBars*>(plot->plottable(i));
-        for (auto it = b->data()->constBegin(); it != b->data()->constEnd(); ++it)
-            bars.emplace_back(it->key, it->value);
-    }
-    std::sort(bars.begin(), bars.end());
-    std::vector<double> values;
-    for (const auto& [k, v] : bars)
-        values.push_back(v);
-    return values;
 }
 
 ConceptsView::ModelFactory factoryFor(const QString& checkpoint)

@@ -29,27 +29,17 @@
 #include "fec/ui/model_session.h"
 #include "fec/ui/qcustomplot_wrapper.h"
 #include "fec/ui/selection_model.h"
+#include "plot_values.h"
 
 using namespace fec::ui;
+using fec::test::barValues;
 
 namespace {
 
-// The bar values in rank order (positive and negative bars together).
-std::vector<double> barValues(QCustomPlot* plot)
-{
-    std::vector<std::pair<double, double>> bars;
-    for (int i = 0; i < 2; ++i) {
-        auto* b = qobject_cast<QCPBars*>(plot->plottable(i));
-        for (auto it = b->data()->constBegin(); it != b->data()->constEnd(); ++it)
-            bars.emplace_back(it->key, it->value);
-    }
-    std::sort(bars.begin(), bars.end());
-    std::vector<double> values;
-    for (const auto& [k, v] : bars)
-        values.push_back(v);
-    return values;
-}
+// The Evidence chart's positive and negative bars; the mark and hover bars follow them.
+constexpr int kContributionBars = 2;
 
+// The bar values in rank order (positive and negative bars together).
 }  // namespace
 
 class TestEvidenceView : public QObject {
@@ -93,7 +83,7 @@ private Q_SLOTS:
 
         const auto& last = m_result->pyramid.levels.back();
         QCOMPARE(view.barCount(), static_cast<int>(last.nonEmpty.size()));
-        const auto values = barValues(view.plot());
+        const auto values = barValues(view.plot(), kContributionBars);
         QCOMPARE(values.size(), last.nonEmpty.size());
         QVERIFY(std::is_sorted(values.rbegin(), values.rend()));  // ranked, largest first
         QCOMPARE(values.front(), view.maps().segment[view.rankedSegments().front()]);
@@ -124,12 +114,12 @@ private Q_SLOTS:
         view.show();
         view.setClassNames(m_names);
         view.setResult(m_result);
-        const auto before = barValues(view.plot());
+        const auto before = barValues(view.plot(), kContributionBars);
         const int64_t second = m_result->top[1].index;
         view.setTargetClass(second);
         QCOMPARE(view.targetClass(), second);
         QCOMPARE(view.classCombo()->currentIndex(), static_cast<int>(second));
-        const auto after = barValues(view.plot());
+        const auto after = barValues(view.plot(), kContributionBars);
         QCOMPARE(after.size(), before.size());
         QVERIFY(after != before);
         QVERIFY(std::abs(view.maps().logit - m_result->trace.logits[0][second].item<double>()) < 1e-3);
@@ -284,10 +274,10 @@ private Q_SLOTS:
         QCOMPARE(view.barCount(), static_cast<int>(m_result->pyramid.levels.back().nonEmpty.size()));
         view.setLevel(1);
         QVERIFY(!view.isComputingEffects());
-        const auto before = barValues(view.plot());
+        const auto before = barValues(view.plot(), kContributionBars);
         view.setTargetClass(m_result->top[1].index);
         QVERIFY(!view.isComputingEffects());
-        QVERIFY(barValues(view.plot()) != before);
+        QVERIFY(barValues(view.plot(), kContributionBars) != before);
         QCOMPARE(tasks, ran);
     }
 

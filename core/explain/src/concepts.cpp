@@ -192,6 +192,17 @@ std::string conceptsJsonPath(const std::string& dir)
     return (fs::path(dir) / "concepts.json").string();
 }
 
+// concepts.json parsed; throws naming the file when it is truncated or not JSON.
+json readConceptsJson(const std::string& path)
+{
+    const auto bytes = readFileBytes(path, 1ull << 31);
+    try {
+        return json::parse(bytes.begin(), bytes.end());
+    } catch (const json::parse_error& e) {
+        throw std::runtime_error(printablePath(path) + ": truncated or not JSON (" + e.what() + ")");
+    }
+}
+
 void checkCancel(const std::atomic<bool>* cancel)
 {
     if (cancel && cancel->load())
@@ -902,13 +913,7 @@ Atlas readAtlas(const std::string& dir)
         throw std::runtime_error(printablePath(dir) + ": not a folder");
     if (!fs::exists(jsonPath, ec))
         throw std::runtime_error(printablePath(jsonPath) + ": missing: this folder holds no concept atlas");
-    const auto bytes = readFileBytes(jsonPath, 1ull << 31);
-    json j;
-    try {
-        j = json::parse(bytes.begin(), bytes.end());
-    } catch (const json::parse_error& e) {
-        throw std::runtime_error(printablePath(jsonPath) + ": truncated or not JSON (" + e.what() + ")");
-    }
+    json j = readConceptsJson(jsonPath);
     auto bad = [&](const std::string& file, const std::string& why) {
         return std::runtime_error(printablePath((fs::path(dir) / file).string()) + ": " + why);
     };
@@ -1037,13 +1042,7 @@ Atlas readAtlas(const std::string& dir)
 void writeConceptNames(const std::string& dir, const std::vector<std::string>& names)
 {
     const auto path = conceptsJsonPath(dir);
-    const auto bytes = readFileBytes(path, 1ull << 31);
-    json j;
-    try {
-        j = json::parse(bytes.begin(), bytes.end());
-    } catch (const json::parse_error& e) {
-        throw std::runtime_error(printablePath(path) + ": truncated or not JSON (" + e.what() + ")");
-    }
+    json j = readConceptsJson(path);
     if (!j.contains("concepts") || !j["concepts"].is_array())
         throw std::runtime_error(printablePath(path) + ": no concept list");
     auto& concepts = j["concepts"];

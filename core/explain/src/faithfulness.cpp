@@ -219,6 +219,15 @@ std::vector<std::pair<double, double>> affineOfFirstChannel(const double* v, int
     return map;
 }
 
+// ROAD: probability of the class after imputing the most (MoRF) and least (LeRF) relevant
+// 10%, 20%, ..., 90% of the pixels.
+struct RoadCurves {
+    std::vector<double> morf, lerf;  // 9 values each
+    double morfMean = 0, lerfMean = 0;
+    double score = 0;  // mean over percentiles of (LeRF - MoRF) / 2: higher is more faithful
+};
+
+// `prob`: the 18 probabilities of roadInputs' images, MoRF then LeRF.
 RoadCurves roadFromProbabilities(const double* prob)
 {
     RoadCurves r;
@@ -463,15 +472,6 @@ Curve deletionCurve(FecModelImpl& model, const at::Tensor& input, int64_t target
         c.x.push_back(static_cast<double>(v) / static_cast<double>(n));
     c.auc = trapezoidAuc(c.x, c.y);
     return c;
-}
-
-RoadCurves roadCurves(FecModelImpl& model, const at::Tensor& input, int64_t target, const std::vector<int64_t>& order,
-                      const FaithfulnessOptions& options, uint64_t seed)
-{
-    const auto image = input.to(at::kCPU, at::kFloat).contiguous();
-    const auto prob =
-        probabilities(model, at::stack(roadInputs(image, order, options.roadNoise, seed)), target, options.batch);
-    return roadFromProbabilities(prob.data());
 }
 
 namespace {

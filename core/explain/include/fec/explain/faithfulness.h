@@ -77,16 +77,6 @@ struct Curve {
 Curve deletionCurve(FecModelImpl& model, const at::Tensor& input, int64_t target, const std::vector<int64_t>& order,
                     bool insertion, const FaithfulnessOptions& options);
 
-/// ROAD: probability of `target` after imputing the most (MoRF) and least (LeRF) relevant
-/// 10%, 20%, ..., 90% of the pixels.
-struct RoadCurves {
-    std::vector<double> morf, lerf;  ///< 9 values each
-    double morfMean = 0, lerfMean = 0;
-    double score = 0;  ///< mean over percentiles of (LeRF - MoRF) / 2: higher is more faithful
-};
-RoadCurves roadCurves(FecModelImpl& model, const at::Tensor& input, int64_t target, const std::vector<int64_t>& order,
-                      const FaithfulnessOptions& options, uint64_t seed);
-
 /// Saliency maps of one image for its predicted class.
 struct ImageSaliency {
     int64_t predicted = 0;
